@@ -1,0 +1,60 @@
+//! The command line: `run` (the default), `setup`, `publish`, `feed`.
+
+mod feed;
+mod publish;
+mod run;
+mod setup;
+
+use crate::config::{Config, RawSettings};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "notification-worker",
+    version,
+    about = "Turns notification events published on NATS into notifications in each user's feed.",
+    long_about = "Turns notification events published on NATS into notifications in each user's feed, \
+                  stored in DynamoDB or an embedded SQLite file.\n\n\
+                  Every setting is a flag and an environment variable (a .env file is read when present)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: RawSettings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the worker (the default).
+    Run,
+    /// Create what is missing: stream, consumer, and the table with its index or the SQLite schema.
+    Setup,
+    /// Publish one event and print its stream sequence.
+    Publish {
+        /// Subject under notifications., e.g. notifications.post.like
+        subject: String,
+        /// The event: JSON text, @FILE to read a file, or - to read standard input.
+        event: String,
+    },
+    /// Show a user's notifications, newest first.
+    Feed {
+        /// The user whose feed to show, e.g. user-123
+        owner: String,
+        /// How many notifications to show at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON object per line, with the stored attribute names.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Run => run::run(config).await,
+        Command::Setup => setup::setup(&config).await,
+        Command::Publish { subject, event } => publish::publish(&config, subject, &event).await,
+        Command::Feed { owner, limit, json } => feed::feed(&config, &owner, limit, json).await,
+    }
+}

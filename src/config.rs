@@ -1,0 +1,463 @@
+//! Configuration: one typed tree, read from flags, the environment and `.env` (in that
+//! order of precedence), checked once at start.
+//!
+//! A bad value is a [`ConfigError`] that names the variable, says what is wrong and shows a
+//! good value; `main` prints it on one line and exits with code 2.
+
+use crate::store::{DynamoDbSettings, StoreSettings};
+use clap::Args;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The settings as given, before they are checked. Every one is a flag and a variable.
+#[derive(Debug, Clone, Args)]
+pub struct RawSettings {
+    /// One or more comma-separated NATS server URLs.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub nats_url: String,
+    /// NATS credentials file (NGS / decentralised auth).
+    #[arg(long, env = "NATS_CREDS_FILE", global = true)]
+    pub nats_creds_file: Option<String>,
+    /// `jetstream` (durable, at-least-once) or `core` (queue group, at-most-once).
+    #[arg(long, env = "NATS_MODE", default_value = "jetstream", global = true)]
+    pub nats_mode: String,
+    /// JetStream stream, created when absent.
+    #[arg(long, env = "NATS_STREAM", default_value = "NOTIFICATIONS", global = true)]
+    pub nats_stream: String,
+    /// Durable pull consumer shared by all replicas.
+    #[arg(
+        long,
+        env = "NATS_CONSUMER",
+        default_value = "notification-worker",
+        global = true
+    )]
+    pub nats_consumer: String,
+    /// `sqlite` or `dynamodb`; must be set explicitly in production.
+    #[arg(long, env = "NOTIF_STORE", global = true)]
+    pub notif_store: Option<String>,
+    /// The embedded store's file.
+    #[arg(
+        long,
+        env = "NOTIF_SQLITE_PATH",
+        default_value = "./data/notifications.db",
+        global = true
+    )]
+    pub notif_sqlite_path: String,
+    /// DynamoDB table.
+    #[arg(
+        long,
+        env = "NOTIF_TABLE_NAME",
+        default_value = "exobook-notifications",
+        global = true
+    )]
+    pub notif_table_name: String,
+    /// AWS region of the DynamoDB table.
+    #[arg(long, env = "AWS_REGION", default_value = "ca-central-1", global = true)]
+    pub aws_region: String,
+    /// `development` or `production`.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development", global = true)]
+    pub environment: String,
+    /// Tracing filter, e.g. `info,notification_worker=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+    /// `pretty` or `json` (default: pretty in development, json in production).
+    #[arg(long, env = "LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Store writes in flight at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value = "64", global = true)]
+    pub worker_concurrency: String,
+    /// Health and metrics listener address, or `off`.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub http_addr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsMode {
+    /// Durable pull consumer: at-least-once delivery, exactly-once effect.
+    JetStream,
+    /// Queue-group subscription: at-most-once, for servers without JetStream.
+    Core,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    pub urls: Vec<String>,
+    pub creds_file: Option<PathBuf>,
+    pub mode: NatsMode,
+    pub stream: String,
+    pub consumer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats: NatsSettings,
+    pub store: StoreSettings,
+    pub environment: Environment,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub concurrency: usize,
+    /// `None` when `HTTP_ADDR=off`.
+    pub http_addr: Option<SocketAddr>,
+}
+
+/// A value that cannot be used, said in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    /// The offending value, or `None` where it must not be printed or was not given.
+    pub value: Option<String>,
+    pub problem: String,
+    pub example: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value:?}: {}", self.variable, self.problem)?,
+            None => write!(f, "{}: {}", self.variable, self.problem)?,
+        }
+        write!(f, " (example: {}={})", self.variable, self.example)
+    }
+}
+
+fn bad(
+    variable: &'static str,
+    value: &str,
+    problem: impl Into<String>,
+    example: &'static str,
+) -> ConfigError {
+    ConfigError {
+        variable,
+        value: Some(value.to_owned()),
+        problem: problem.into(),
+        example,
+    }
+}
+
+/// Largest `WORKER_CONCURRENCY` accepted.
+pub const MAX_CONCURRENCY: usize = 4096;
+
+impl Config {
+    pub fn from_raw(raw: &RawSettings) -> Result<Config, ConfigError> {
+        let environment = match raw.environment.as_str() {
+            "development" => Environment::Development,
+            "production" => Environment::Production,
+            other => {
+                return Err(bad(
+                    "ENVIRONMENT",
+                    other,
+                    "must be development or production",
+                    "production",
+                ));
+            }
+        };
+        Ok(Config {
+            nats: NatsSettings {
+                urls: parse_nats_urls(&raw.nats_url)?,
+                creds_file: parse_creds_file(raw.nats_creds_file.as_deref())?,
+                mode: match raw.nats_mode.as_str() {
+                    "jetstream" => NatsMode::JetStream,
+                    "core" => NatsMode::Core,
+                    other => return Err(bad("NATS_MODE", other, "must be jetstream or core", "jetstream")),
+                },
+                stream: parse_nats_name("NATS_STREAM", &raw.nats_stream, "NOTIFICATIONS")?,
+                consumer: parse_nats_name("NATS_CONSUMER", &raw.nats_consumer, "notification-worker")?,
+            },
+            store: parse_store(raw, environment)?,
+            environment,
+            log_level: parse_log_level(&raw.log_level)?,
+            log_format: match raw.log_format.as_deref() {
+                None => match environment {
+                    Environment::Development => LogFormat::Pretty,
+                    Environment::Production => LogFormat::Json,
+                },
+                Some("pretty") => LogFormat::Pretty,
+                Some("json") => LogFormat::Json,
+                Some(other) => return Err(bad("LOG_FORMAT", other, "must be pretty or json", "json")),
+            },
+            concurrency: parse_concurrency(&raw.worker_concurrency)?,
+            http_addr: parse_http_addr(&raw.http_addr)?,
+        })
+    }
+}
+
+fn parse_nats_urls(value: &str) -> Result<Vec<String>, ConfigError> {
+    const EXAMPLE: &str = "nats://10.0.0.1:4222,nats://10.0.0.2:4222";
+    let urls: Vec<String> = value.split(',').map(|url| url.trim().to_owned()).collect();
+    for url in &urls {
+        if url.is_empty() {
+            return Err(bad("NATS_URL", value, "holds an empty server URL", EXAMPLE));
+        }
+        if url.parse::<async_nats::ServerAddr>().is_err() {
+            return Err(bad(
+                "NATS_URL",
+                value,
+                format!("{url:?} is not a NATS server URL"),
+                EXAMPLE,
+            ));
+        }
+    }
+    Ok(urls)
+}
+
+fn parse_creds_file(value: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(path) = value.filter(|path| !path.is_empty()) else {
+        return Ok(None);
+    };
+    // Only the path is ever printed, never the file's content.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(PathBuf::from(path))),
+        Ok(_) => Err(bad(
+            "NATS_CREDS_FILE",
+            path,
+            "is not a file",
+            "/etc/nats/worker.creds",
+        )),
+        Err(error) => Err(bad(
+            "NATS_CREDS_FILE",
+            path,
+            format!("cannot be read: {error}"),
+            "/etc/nats/worker.creds",
+        )),
+    }
+}
+
+/// Stream and consumer names: NATS refuses whitespace, `.`, `*`, `>` and path separators.
+fn parse_nats_name(
+    variable: &'static str,
+    value: &str,
+    example: &'static str,
+) -> Result<String, ConfigError> {
+    let valid = !value.is_empty()
+        && value.len() <= 255
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(bad(
+            variable,
+            value,
+            "must be a non-empty name without spaces, '.', '*', '>', '/' or '\\'",
+            example,
+        ))
+    }
+}
+
+fn parse_store(raw: &RawSettings, environment: Environment) -> Result<StoreSettings, ConfigError> {
+    let kind = match (raw.notif_store.as_deref(), environment) {
+        (Some(kind), _) => kind,
+        (None, Environment::Development) => "sqlite",
+        (None, Environment::Production) => {
+            return Err(ConfigError {
+                variable: "NOTIF_STORE",
+                value: None,
+                problem: "must be set explicitly in production".into(),
+                example: "dynamodb",
+            });
+        }
+    };
+    match kind {
+        "sqlite" => {
+            if raw.notif_sqlite_path.is_empty() {
+                return Err(bad(
+                    "NOTIF_SQLITE_PATH",
+                    "",
+                    "must not be empty",
+                    "./data/notifications.db",
+                ));
+            }
+            Ok(StoreSettings::Sqlite {
+                path: PathBuf::from(&raw.notif_sqlite_path),
+            })
+        }
+        "dynamodb" => {
+            let table = &raw.notif_table_name;
+            let table_ok = (3..=255).contains(&table.len())
+                && table
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !table_ok {
+                return Err(bad(
+                    "NOTIF_TABLE_NAME",
+                    table,
+                    "must be 3 to 255 of a-z, A-Z, 0-9, '_', '-', '.'",
+                    "exobook-notifications",
+                ));
+            }
+            let region = &raw.aws_region;
+            let region_ok = !region.is_empty()
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !region_ok {
+                return Err(bad(
+                    "AWS_REGION",
+                    region,
+                    "is not an AWS region name",
+                    "ca-central-1",
+                ));
+            }
+            Ok(StoreSettings::DynamoDb(DynamoDbSettings {
+                table: table.clone(),
+                region: region.clone(),
+            }))
+        }
+        other => Err(bad(
+            "NOTIF_STORE",
+            other,
+            "must be sqlite or dynamodb",
+            "dynamodb",
+        )),
+    }
+}
+
+fn parse_log_level(value: &str) -> Result<String, ConfigError> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(value)
+        .map(|_| value.to_owned())
+        .map_err(|error| {
+            bad(
+                "LOG_LEVEL",
+                value,
+                format!("is not a tracing filter ({error})"),
+                "info,notification_worker=debug",
+            )
+        })
+}
+
+fn parse_concurrency(value: &str) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(bad(
+            "WORKER_CONCURRENCY",
+            value,
+            "must be a whole number from 1 to 4096",
+            "64",
+        )),
+    }
+}
+
+fn parse_http_addr(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if value == "off" {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| {
+        bad(
+            "HTTP_ADDR",
+            value,
+            "must be an address with a port, or off",
+            "0.0.0.0:8080",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented defaults, built by hand so that the machine's variables cannot leak in.
+    fn raw() -> RawSettings {
+        RawSettings {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_creds_file: None,
+            nats_mode: "jetstream".into(),
+            nats_stream: "NOTIFICATIONS".into(),
+            nats_consumer: "notification-worker".into(),
+            notif_store: None,
+            notif_sqlite_path: "./data/notifications.db".into(),
+            notif_table_name: "exobook-notifications".into(),
+            aws_region: "ca-central-1".into(),
+            environment: "development".into(),
+            log_level: "info".into(),
+            log_format: None,
+            worker_concurrency: "64".into(),
+            http_addr: "127.0.0.1:8080".into(),
+        }
+    }
+
+    fn error_with(change: impl FnOnce(&mut RawSettings)) -> ConfigError {
+        let mut settings = raw();
+        change(&mut settings);
+        Config::from_raw(&settings).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_run_a_development_worker_on_sqlite() {
+        let config = Config::from_raw(&raw()).unwrap();
+        assert!(matches!(config.store, StoreSettings::Sqlite { .. }));
+        assert_eq!(config.log_format, LogFormat::Pretty);
+        assert_eq!(config.nats.mode, NatsMode::JetStream);
+        assert_eq!(config.concurrency, 64);
+    }
+
+    #[test]
+    fn production_needs_an_explicit_store_and_logs_json() {
+        let error = error_with(|s| s.environment = "production".into());
+        assert_eq!(error.variable, "NOTIF_STORE");
+        assert!(
+            error.to_string().contains("example: NOTIF_STORE=dynamodb"),
+            "{error}"
+        );
+        let mut settings = raw();
+        settings.environment = "production".into();
+        settings.notif_store = Some("dynamodb".into());
+        let config = Config::from_raw(&settings).unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_a_good_value() {
+        type Change = fn(&mut RawSettings);
+        let cases: &[(Change, &str)] = &[
+            (|s| s.worker_concurrency = "0".into(), "WORKER_CONCURRENCY"),
+            (|s| s.worker_concurrency = "lots".into(), "WORKER_CONCURRENCY"),
+            (|s| s.nats_mode = "push".into(), "NATS_MODE"),
+            (|s| s.nats_url = "nats://a:4222,".into(), "NATS_URL"),
+            (|s| s.nats_stream = "a.b".into(), "NATS_STREAM"),
+            (|s| s.notif_store = Some("redis".into()), "NOTIF_STORE"),
+            (|s| s.http_addr = "8080".into(), "HTTP_ADDR"),
+            (|s| s.log_format = Some("xml".into()), "LOG_FORMAT"),
+            (|s| s.environment = "staging".into(), "ENVIRONMENT"),
+            (
+                |s| s.nats_creds_file = Some("/does/not/exist.creds".into()),
+                "NATS_CREDS_FILE",
+            ),
+        ];
+        for (change, variable) in cases {
+            let error = error_with(change);
+            assert_eq!(error.variable, *variable);
+            let line = error.to_string();
+            assert!(
+                line.starts_with(variable) && line.contains("(example: ") && !line.contains('\n'),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_can_be_turned_off() {
+        let mut settings = raw();
+        settings.http_addr = "off".into();
+        assert_eq!(Config::from_raw(&settings).unwrap().http_addr, None);
+    }
+}

@@ -1,0 +1,17 @@
+//! The product's own words, as types that cannot be built invalid.
+//!
+//! Nothing here knows about NATS, SQLite or DynamoDB: the input hands in a subject and a
+//! body, and gets back either a [`Change`] for the store, a self-notification to skip, or a
+//! [`Rejection`] with a stable [`Reason`] code.
+
+mod event;
+mod event_type;
+mod id;
+mod notification;
+mod rejection;
+
+pub use event::{Decision, EventPolicy, parse_event};
+pub use event_type::{ACTIONS, Action, EventType, Operation, SUBJECT_FILTER, SUBJECT_PREFIX, SUBJECTS};
+pub use id::Id;
+pub use notification::{ActionKey, Change, FeedItem, Notification, ResourceType, Timestamp};
+pub use rejection::{Reason, Rejection};

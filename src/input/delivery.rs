@@ -1,0 +1,71 @@
+//! One received message and the way to settle it.
+
+use async_nats::jetstream::AckKind;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// A message as the processing stage sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub subject: String,
+    pub body: Bytes,
+    /// Stream sequence (JetStream only), for logs.
+    pub stream_sequence: Option<u64>,
+    /// How many times the server has delivered it (1 the first time; JetStream only).
+    pub delivered: u64,
+    /// `None` in core mode: there is nothing to acknowledge.
+    acker: Option<async_nats::jetstream::Message>,
+}
+
+impl Delivery {
+    pub(super) fn from_jetstream(message: async_nats::jetstream::Message) -> Delivery {
+        let (stream_sequence, delivered) = match message.info() {
+            Ok(info) => (
+                Some(info.stream_sequence),
+                u64::try_from(info.delivered).unwrap_or(1),
+            ),
+            Err(_) => (None, 1),
+        };
+        Delivery {
+            subject: message.subject.to_string(),
+            body: message.payload.clone(),
+            stream_sequence,
+            delivered,
+            acker: Some(message),
+        }
+    }
+
+    pub(super) fn from_core(message: async_nats::Message) -> Delivery {
+        Delivery {
+            subject: message.subject.to_string(),
+            body: message.payload,
+            stream_sequence: None,
+            delivered: 1,
+            acker: None,
+        }
+    }
+
+    /// Done: the outcome is durable (or the event was deliberately skipped).
+    pub async fn ack(&self) {
+        self.settle(AckKind::Ack).await;
+    }
+
+    /// Still working on it: restarts the server's AckWait clock.
+    pub async fn keep_alive(&self) {
+        self.settle(AckKind::Progress).await;
+    }
+
+    /// Not now: the server redelivers it after `delay`.
+    pub async fn hand_back(&self, delay: Duration) {
+        self.settle(AckKind::Nak(Some(delay))).await;
+    }
+
+    async fn settle(&self, kind: AckKind) {
+        let Some(message) = &self.acker else { return };
+        // A lost ack only means a redelivery, which the store absorbs (creates are
+        // conditional, removes idempotent): log it and move on.
+        if let Err(error) = message.ack_with(kind).await {
+            tracing::warn!(subject = %self.subject, stream_seq = ?self.stream_sequence, %error, "could not send ack to NATS");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Pulling deliveries, never more than the worker can finish within AckWait.
+
+use super::Delivery;
+use async_nats::jetstream::consumer::PullConsumer;
+use futures::stream::{BoxStream, StreamExt};
+use std::time::Duration;
+
+/// How long one pull request waits for messages on an idle stream.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// The queue group core-mode replicas share.
+pub const QUEUE_GROUP: &str = "notification-worker";
+
+pub enum Source {
+    JetStream(PullConsumer),
+    Core(async_nats::Subscriber),
+}
+
+impl Source {
+    pub async fn core(client: &async_nats::Client) -> anyhow::Result<Source> {
+        let subscriber = client
+            .queue_subscribe(crate::domain::SUBJECT_FILTER, QUEUE_GROUP.to_owned())
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("cannot subscribe to {}: {error}", crate::domain::SUBJECT_FILTER)
+            })?;
+        Ok(Source::Core(subscriber))
+    }
+
+    /// Up to `max` deliveries. A JetStream pull asks the server for exactly `max`, so no
+    /// message waits in a client buffer, ageing against AckWait, before the worker has room
+    /// for it. The stream ends when the pull is complete or expires; errors are items, so
+    /// the caller logs them and pulls again.
+    pub async fn pull(&mut self, max: usize) -> Result<BoxStream<'_, Result<Delivery, String>>, String> {
+        match self {
+            Source::JetStream(consumer) => {
+                let batch = consumer
+                    .batch()
+                    .max_messages(max)
+                    .expires(PULL_EXPIRES)
+                    .messages()
+                    .await
+                    .map_err(|error| format!("pull request failed: {error}"))?;
+                Ok(batch
+                    .map(|item| {
+                        item.map(Delivery::from_jetstream)
+                            .map_err(|error| error.to_string())
+                    })
+                    .boxed())
+            }
+            Source::Core(subscriber) => Ok(subscriber
+                .by_ref()
+                .take(max)
+                .map(|m| Ok(Delivery::from_core(m)))
+                .boxed()),
+        }
+    }
+}

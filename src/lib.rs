@@ -1,0 +1,20 @@
+//! notification-worker: notification events on NATS in, notifications in each user's feed out.
+//!
+//! The modules follow the pipeline:
+//!
+//! - [`input`]: NATS — connection, stream and durable consumer, pulling [`input::Delivery`]s.
+//! - [`domain`]: the product's words — the subject table, event validation with stable
+//!   reason codes, the stored notification and its action key. No NATS or AWS types.
+//! - [`processing`]: per-key ordering, retries, outcomes, acknowledgement after durability.
+//! - [`store`]: the [`store::NotificationStore`] contract, SQLite and DynamoDB.
+//!
+//! At the edges: [`config`] (one typed tree from flags, environment and `.env`),
+//! [`telemetry`] (logs) and [`cli`] (the commands).
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod input;
+pub mod processing;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,11 @@
+//! From delivery to acknowledgement: parse, keep each key in order, apply with retries,
+//! then settle the message. This stage knows neither NATS types nor store internals.
+
+mod ordering;
+mod outcome;
+mod retry;
+mod worker;
+
+pub use outcome::Outcome;
+pub use retry::{RetryDecision, decide};
+pub use worker::{WorkerSettings, run};

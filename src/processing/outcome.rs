@@ -1,0 +1,84 @@
+//! What became of one event; each outcome is logged once, with the same fields.
+
+use crate::domain::{Change, Rejection};
+use crate::input::Delivery;
+use crate::store::Applied;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The store applied the change (created, duplicate, removed or absent).
+    Applied(Applied),
+    /// owner == trigger_user: acknowledged without a write.
+    SelfSkipped,
+    /// Never valid: acknowledged without a write.
+    Invalid(Rejection),
+    /// Could not finish before shutdown: handed back to the server for redelivery.
+    HandedBack,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Applied(applied) => applied.as_str(),
+            Outcome::SelfSkipped => "self_skipped",
+            Outcome::Invalid(_) => "invalid",
+            Outcome::HandedBack => "handed_back",
+        }
+    }
+}
+
+/// Body bytes shown in debug logs of invalid events.
+const PREVIEW_BYTES: usize = 200;
+
+pub fn log(
+    outcome: &Outcome,
+    delivery: &Delivery,
+    event_type: &str,
+    change: Option<&Change>,
+    took: Duration,
+) {
+    let subject = delivery.subject.as_str();
+    let stream_seq = delivery.stream_sequence;
+    let duration_ms = took.as_micros() as f64 / 1000.0;
+    let result = outcome.as_str();
+    match (outcome, change) {
+        (Outcome::Invalid(rejection), _) => {
+            tracing::warn!(
+                reason = rejection.reason.code(),
+                subject,
+                stream_seq,
+                error = %rejection.message,
+                "invalid event acknowledged without a write"
+            );
+            let preview = &delivery.body[..delivery.body.len().min(PREVIEW_BYTES)];
+            tracing::debug!(subject, stream_seq, body = %String::from_utf8_lossy(preview), "invalid event body");
+        }
+        (Outcome::HandedBack, _) => {
+            tracing::warn!(
+                subject,
+                stream_seq,
+                outcome = result,
+                "shutting down: event handed back for redelivery"
+            );
+        }
+        (_, Some(change)) => tracing::info!(
+            subject,
+            stream_seq,
+            event_type,
+            owner = %change.owner(),
+            action_key = %change.action_key(),
+            outcome = result,
+            duration_ms,
+            "{result}"
+        ),
+        (_, None) => tracing::info!(
+            subject,
+            stream_seq,
+            event_type,
+            outcome = result,
+            duration_ms,
+            "{result}"
+        ),
+    }
+}

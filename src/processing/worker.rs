@@ -1,0 +1,247 @@
+//! The consume loop: pull as many deliveries as there is room for, route each through
+//! validation and its key's lane, and acknowledge only what is durable.
+
+use super::ordering::{OrderKey, Sequencer};
+use super::outcome::{self, Outcome};
+use super::retry::{RetryDecision, decide};
+use crate::domain::{Change, Decision, EventPolicy, Timestamp, parse_event};
+use crate::input::{Delivery, Source};
+use crate::store::{Applied, ErrorKind, NotificationStore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Most messages asked for in one pull request.
+const MAX_PULL: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Deliveries received and not yet settled, at most.
+    pub in_flight: usize,
+    /// The consumer's AckWait: slow messages are kept alive well within it.
+    pub ack_wait: Duration,
+    /// `http://` pictures allowed (development).
+    pub allow_http_pictures: bool,
+    /// How long shutdown waits for in-flight events before giving up on them.
+    pub shutdown_grace: Duration,
+}
+
+/// One valid event waiting for, or running in, its key's lane.
+struct Job {
+    delivery: Delivery,
+    change: Change,
+    event_type: &'static str,
+    received: Instant,
+    /// Returned when the job is settled: room for one more delivery.
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Shared<S> {
+    store: Arc<S>,
+    sequencer: Sequencer<Job>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+}
+
+/// Runs until `shutdown` is cancelled, then stops pulling, lets in-flight events finish
+/// (within `shutdown_grace`) and returns.
+pub async fn run<S: NotificationStore>(
+    mut source: Source,
+    store: Arc<S>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) {
+    let room = Arc::new(Semaphore::new(settings.in_flight));
+    let grace = settings.shutdown_grace;
+    let shared = Arc::new(Shared {
+        store,
+        sequencer: Sequencer::new(),
+        settings,
+        shutdown: shutdown.clone(),
+    });
+    let lanes = TaskTracker::new();
+    let mut pull_failures = 0u32;
+
+    'pulling: loop {
+        // Backpressure first: wait for room before asking the server for anything.
+        let first = tokio::select! {
+            permit = Arc::clone(&room).acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = shutdown.cancelled() => break,
+        };
+        let mut reserved = vec![first];
+        while reserved.len() < MAX_PULL {
+            match Arc::clone(&room).try_acquire_owned() {
+                Ok(permit) => reserved.push(permit),
+                Err(_) => break,
+            }
+        }
+        let mut deliveries = tokio::select! {
+            pulled = source.pull(reserved.len()) => match pulled {
+                Ok(deliveries) => deliveries,
+                Err(error) => {
+                    pull_failures += 1;
+                    tracing::warn!(%error, "cannot pull from NATS; trying again");
+                    let pause = Duration::from_millis(100 * u64::from(pull_failures.min(50)));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => continue 'pulling,
+                        () = shutdown.cancelled() => break 'pulling,
+                    }
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        pull_failures = 0;
+        loop {
+            let item = tokio::select! {
+                item = futures::StreamExt::next(&mut deliveries) => item,
+                () = shutdown.cancelled() => break 'pulling,
+            };
+            match item {
+                Some(Ok(delivery)) => {
+                    let permit = reserved
+                        .pop()
+                        .expect("a pull never yields more than it asked for");
+                    dispatch(&shared, &lanes, delivery, permit).await;
+                }
+                // Never end silently: log and pull again.
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "error while receiving from NATS; pulling again");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+
+    lanes.close();
+    if tokio::time::timeout(grace, lanes.wait()).await.is_err() {
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "shutdown grace period over; unfinished events will be redelivered"
+        );
+    }
+}
+
+async fn dispatch<S: NotificationStore>(
+    shared: &Arc<Shared<S>>,
+    lanes: &TaskTracker,
+    delivery: Delivery,
+    permit: OwnedSemaphorePermit,
+) {
+    let received = Instant::now();
+    tracing::debug!(subject = %delivery.subject, stream_seq = delivery.stream_sequence, delivered = delivery.delivered, "received");
+    let policy = EventPolicy {
+        allow_http_pictures: shared.settings.allow_http_pictures,
+        now: Timestamp::now(),
+    };
+    match parse_event(&delivery.subject, &delivery.body, &policy) {
+        Err(rejection) => {
+            delivery.ack().await;
+            outcome::log(
+                &Outcome::Invalid(rejection),
+                &delivery,
+                "other",
+                None,
+                received.elapsed(),
+            );
+        }
+        Ok((event_type, Decision::SkipSelf { .. })) => {
+            delivery.ack().await;
+            outcome::log(
+                &Outcome::SelfSkipped,
+                &delivery,
+                event_type.name,
+                None,
+                received.elapsed(),
+            );
+        }
+        Ok((event_type, Decision::Apply(change))) => {
+            let key = OrderKey::of(&change);
+            let job = Job {
+                delivery,
+                change,
+                event_type: event_type.name,
+                received,
+                _permit: permit,
+            };
+            if let Some(job) = shared.sequencer.enter(key, job) {
+                lanes.spawn(run_lane(Arc::clone(shared), key, job));
+            }
+        }
+    }
+}
+
+/// Applies one key's jobs one after the other until its queue is empty.
+async fn run_lane<S: NotificationStore>(shared: Arc<Shared<S>>, key: OrderKey, first: Job) {
+    let mut job = first;
+    loop {
+        let outcome = match apply_with_retry(&shared, key, &job).await {
+            Some(applied) => {
+                job.delivery.ack().await;
+                Outcome::Applied(applied)
+            }
+            None => {
+                job.delivery.hand_back(Duration::from_secs(1)).await;
+                Outcome::HandedBack
+            }
+        };
+        outcome::log(
+            &outcome,
+            &job.delivery,
+            job.event_type,
+            Some(&job.change),
+            job.received.elapsed(),
+        );
+        match shared.sequencer.next(key) {
+            Some(next) => job = next,
+            None => return,
+        }
+    }
+}
+
+/// `None` when shutdown came while the store was failing.
+async fn apply_with_retry<S: NotificationStore>(
+    shared: &Shared<S>,
+    key: OrderKey,
+    job: &Job,
+) -> Option<Applied> {
+    let keep_alive_every = shared.settings.ack_wait / 3;
+    let mut last_keep_alive = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        let error = match shared.store.apply(&job.change).await {
+            Ok(applied) => return Some(applied),
+            Err(error) => error,
+        };
+        attempt += 1;
+        let RetryDecision::RetryAfter(pause) = decide(&error, attempt);
+        match error.kind {
+            ErrorKind::Transient if attempt < 5 => {
+                tracing::debug!(%error, attempt, "store call failed; retrying");
+            }
+            ErrorKind::Transient => tracing::warn!(%error, attempt, "store call keeps failing; retrying"),
+            ErrorKind::Systemic | ErrorKind::Permanent => {
+                tracing::error!(%error, attempt, retry_in_ms = pause.as_millis() as u64, "store unavailable; retrying");
+            }
+        }
+        if shared.shutdown.is_cancelled() {
+            return None;
+        }
+        // Keep this message, and the ones queued behind it on the same key, from being
+        // redelivered while the store recovers.
+        if last_keep_alive.elapsed() >= keep_alive_every {
+            job.delivery.keep_alive().await;
+            for waiting in shared.sequencer.queued(key, |queued| queued.delivery.clone()) {
+                waiting.keep_alive().await;
+            }
+            last_keep_alive = Instant::now();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shared.shutdown.cancelled() => return None,
+        }
+    }
+}

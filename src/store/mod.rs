@@ -1,0 +1,127 @@
+//! Where notifications are kept: one contract, [`NotificationStore`], and its two
+//! implementations. Store code knows nothing of NATS; it applies [`Change`]s and reads feeds.
+//!
+//! Every implementation must pass the shared suite in `tests/store_contract.rs`.
+
+mod dynamodb;
+mod error;
+mod sqlite;
+
+pub use dynamodb::{DynamoDbSettings, DynamoDbStore};
+pub use error::{ErrorKind, StoreError};
+pub use sqlite::SqliteStore;
+
+use crate::domain::{Change, FeedItem, Id};
+use std::future::Future;
+use std::path::PathBuf;
+
+/// Which store to use, from `NOTIF_STORE` and its settings.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Sqlite { path: PathBuf },
+    DynamoDb(DynamoDbSettings),
+}
+
+/// What a change did, once durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new notification was stored.
+    Created,
+    /// One with the same (owner, action_key) existed and was left exactly as it was.
+    Duplicate,
+    /// The notification was deleted.
+    Removed,
+    /// There was nothing to delete.
+    Absent,
+}
+
+impl Applied {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Created => "created",
+            Applied::Duplicate => "duplicate",
+            Applied::Removed => "removed",
+            Applied::Absent => "absent",
+        }
+    }
+}
+
+/// The behaviour every store promises (SPEC.md, "Semantics"):
+/// - `apply(Create)` is one atomic conditional write: an existing (owner, action_key) is
+///   left untouched and reported as [`Applied::Duplicate`]; never read-then-write.
+/// - `apply(Remove)` deletes by key; an absent key is [`Applied::Absent`], not an error.
+/// - `apply` returns only once its outcome is durable, so the caller may acknowledge.
+/// - Calls may run concurrently; callers keep changes to one key in order themselves.
+pub trait NotificationStore: Send + Sync + 'static {
+    /// Creates what is missing (schema, table and index); leaves what exists unchanged.
+    fn setup(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn apply(&self, change: &Change) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// The owner's notifications, newest first.
+    fn feed(
+        &self,
+        owner: &Id,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<FeedItem>, StoreError>> + Send;
+
+    /// How many changes the worker should keep in flight against this store, given
+    /// `WORKER_CONCURRENCY`. A store that commits many changes per transaction asks for more.
+    fn in_flight_limit(&self, concurrency: usize) -> usize {
+        concurrency
+    }
+}
+
+/// The store chosen at start. An enum rather than a trait object: the contract's methods
+/// are async, and two variants are simpler than boxing every future.
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    DynamoDb(DynamoDbStore),
+}
+
+impl AnyStore {
+    pub async fn open(settings: &StoreSettings) -> Result<AnyStore, StoreError> {
+        Ok(match settings {
+            StoreSettings::Sqlite { path } => AnyStore::Sqlite(SqliteStore::open(path)?),
+            StoreSettings::DynamoDb(settings) => AnyStore::DynamoDb(DynamoDbStore::connect(settings).await),
+        })
+    }
+
+    /// Where the notifications go, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            AnyStore::Sqlite(store) => format!("sqlite {}", store.path().display()),
+            AnyStore::DynamoDb(store) => format!("dynamodb table {}", store.table()),
+        }
+    }
+}
+
+impl NotificationStore for AnyStore {
+    async fn setup(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.setup().await,
+            AnyStore::DynamoDb(store) => store.setup().await,
+        }
+    }
+
+    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.apply(change).await,
+            AnyStore::DynamoDb(store) => store.apply(change).await,
+        }
+    }
+
+    async fn feed(&self, owner: &Id, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.feed(owner, limit).await,
+            AnyStore::DynamoDb(store) => store.feed(owner, limit).await,
+        }
+    }
+
+    fn in_flight_limit(&self, concurrency: usize) -> usize {
+        match self {
+            AnyStore::Sqlite(store) => store.in_flight_limit(concurrency),
+            AnyStore::DynamoDb(store) => store.in_flight_limit(concurrency),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The embedded store: one SQLite file in WAL mode, so `sqlite3` can read it while the
+//! worker runs.
+//!
+//! All writes go through one writer thread that commits whatever changes are waiting as a
+//! single transaction ("group commit"): with many events in flight, one fsync covers
+//! hundreds of them, and each caller still hears back only after its own commit.
+
+use super::{Applied, ErrorKind, NotificationStore, StoreError};
+use crate::domain::{Change, FeedItem, Id};
+use rusqlite::{Connection, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+/// Most changes committed in one transaction.
+const MAX_CHANGES_PER_COMMIT: usize = 2048;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notifications (
+    owner         TEXT    NOT NULL,
+    action_key    TEXT    NOT NULL,
+    id            TEXT    NOT NULL,
+    userid        TEXT    NOT NULL,
+    username      TEXT,
+    userpic       TEXT,
+    userbio       TEXT,
+    action        INTEGER NOT NULL,
+    resource_type TEXT    NOT NULL,
+    resource_id   TEXT    NOT NULL,
+    excerpt       TEXT,
+    read_status   INTEGER NOT NULL DEFAULT 0,
+    created_at    TEXT    NOT NULL,
+    PRIMARY KEY (owner, action_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS notifications_owner_created_at ON notifications (owner, created_at);
+";
+
+const INSERT: &str = "INSERT INTO notifications
+    (owner, action_key, id, userid, username, userpic, userbio, action, resource_type, resource_id,
+     excerpt, read_status, created_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+    ON CONFLICT (owner, action_key) DO NOTHING";
+
+const DELETE: &str = "DELETE FROM notifications WHERE owner = ?1 AND action_key = ?2";
+
+struct Request {
+    change: Change,
+    reply: oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<Request>,
+    /// Reads (feed) use their own connection: WAL lets them run beside the writer.
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|error| {
+                StoreError::new(
+                    ErrorKind::Systemic,
+                    format!(
+                        "cannot create the folder {} for NOTIF_SQLITE_PATH: {error}",
+                        folder.display()
+                    ),
+                )
+            })?;
+        }
+        let writer_connection = connect(path)?;
+        let reader = connect(path)?;
+        let (writer, requests) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(writer_connection, requests))
+            .map_err(|error| {
+                StoreError::new(ErrorKind::Systemic, format!("cannot start the writer: {error}"))
+            })?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&connection).map_err(classify)
+        })
+        .await
+        .map_err(|error| StoreError::new(ErrorKind::Transient, format!("reader task failed: {error}")))?
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(|error| {
+        StoreError::new(
+            ErrorKind::Systemic,
+            format!("cannot open {} (NOTIF_SQLITE_PATH): {error}", path.display()),
+        )
+    })?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit is on disk before
+    // the event is acknowledged, power loss included; group commit keeps that cheap.
+    // busy_timeout: another process (a second worker, sqlite3) may hold the lock briefly.
+    connection
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+        .map_err(classify)?;
+    Ok(connection)
+}
+
+fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_CHANGES_PER_COMMIT {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        match commit(&mut connection, batch.iter().map(|request| &request.change)) {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            // One bad change must not fail the others: commit each on its own.
+            Err(_) if batch.len() > 1 => {
+                for request in batch {
+                    let outcome = commit(&mut connection, std::iter::once(&request.change))
+                        .map(|outcomes| outcomes[0])
+                        .map_err(classify);
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                let error = classify(error);
+                for request in batch {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn commit<'a>(
+    connection: &mut Connection,
+    changes: impl Iterator<Item = &'a Change>,
+) -> rusqlite::Result<Vec<Applied>> {
+    let transaction = connection.transaction()?;
+    let outcomes = changes
+        .map(|change| apply_one(&transaction, change))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    transaction.commit()?;
+    Ok(outcomes)
+}
+
+fn apply_one(connection: &Connection, change: &Change) -> rusqlite::Result<Applied> {
+    match change {
+        Change::Create(n) => {
+            let inserted = connection.prepare_cached(INSERT)?.execute(params![
+                n.owner.as_str(),
+                n.action_key.as_str(),
+                n.id.to_string(),
+                n.trigger_user.as_str(),
+                n.username,
+                n.user_picture,
+                n.user_bio,
+                n.action.code(),
+                n.resource_type.as_str(),
+                n.resource_id.as_str(),
+                n.excerpt,
+                n.read_status,
+                n.created_at.to_rfc3339(),
+            ])?;
+            Ok(if inserted == 1 {
+                Applied::Created
+            } else {
+                Applied::Duplicate
+            })
+        }
+        Change::Remove { owner, action_key } => {
+            let deleted = connection
+                .prepare_cached(DELETE)?
+                .execute(params![owner.as_str(), action_key.as_str()])?;
+            Ok(if deleted == 1 {
+                Applied::Removed
+            } else {
+                Applied::Absent
+            })
+        }
+    }
+}
+
+/// The one place SQLite errors are sorted into [`ErrorKind`]s.
+fn classify(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    let kind = match error.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => ErrorKind::Transient,
+        Some(ConstraintViolation | TooBig | TypeMismatch) => ErrorKind::Permanent,
+        // A missing table, a full or read-only disk, a broken file: nothing will succeed
+        // until someone acts.
+        _ => ErrorKind::Systemic,
+    };
+    let hint = match error.sqlite_error_code() {
+        Some(Unknown) if error.to_string().contains("no such table") => {
+            " (run `notification-worker setup` to create the schema)"
+        }
+        Some(DiskFull) => " (free disk space)",
+        Some(ReadOnly | CannotOpen | PermissionDenied) => " (check NOTIF_SQLITE_PATH and its permissions)",
+        _ => "",
+    };
+    StoreError::new(kind, format!("sqlite: {error}{hint}"))
+}
+
+impl NotificationStore for SqliteStore {
+    async fn setup(&self) -> Result<(), StoreError> {
+        self.with_reader(|connection| connection.execute_batch(SCHEMA))
+            .await
+    }
+
+    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        let request = Request {
+            change: change.clone(),
+            reply,
+        };
+        let writer_gone = || StoreError::new(ErrorKind::Systemic, "sqlite writer thread stopped");
+        self.writer.send(request).map_err(|_| writer_gone())?;
+        outcome.await.map_err(|_| writer_gone())?
+    }
+
+    async fn feed(&self, owner: &Id, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
+        let owner = owner.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
+                        resource_id, excerpt, read_status, created_at
+                 FROM notifications WHERE owner = ?1
+                 ORDER BY created_at DESC, action_key DESC LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![owner, limit], |row| {
+                Ok(FeedItem {
+                    owner: row.get(0)?,
+                    action_key: row.get(1)?,
+                    id: row.get(2)?,
+                    userid: row.get(3)?,
+                    username: row.get(4)?,
+                    userpic: row.get(5)?,
+                    userbio: row.get(6)?,
+                    action: row.get(7)?,
+                    resource_type: row.get(8)?,
+                    resource_id: row.get(9)?,
+                    excerpt: row.get(10)?,
+                    read_status: row.get(11)?,
+                    created_at: row.get(12)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    fn in_flight_limit(&self, concurrency: usize) -> usize {
+        // Commit size is what makes SQLite fast; `WORKER_CONCURRENCY` must not cap it at a
+        // few dozen (SPEC.md, configuration).
+        concurrency.saturating_mul(16).clamp(concurrency, 4096)
+    }
+}
