@@ -1,0 +1,403 @@
+//! Test harness: private nats-server and dynalite processes on free ports, the worker
+//! binary as a child process, and waiting for conditions with deadlines (never fixed sleeps).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+pub const WORKER_BIN: &str = env!("CARGO_BIN_EXE_notification-worker");
+
+/// Dummy AWS settings. dynalite keeps tables per access key, so every process of one test
+/// (the test itself and the workers it starts) must use this same key.
+pub const AWS_ACCESS_KEY: &str = "notificationworkertest";
+pub const AWS_SECRET_KEY: &str = "notificationworkertest";
+pub const AWS_REGION: &str = "us-east-1";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it returns true or `within` passes.
+pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Async flavour of [`wait_until`].
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn port_answers(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+fn require_program(program: &str, how: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| panic!("{program} is not installed: {how}"))
+}
+
+/// A private `nats-server -js` with its own store folder; stop, kill and restart keep the
+/// port and the folder, so JetStream state survives like a real server restart.
+pub struct NatsServer {
+    pub port: u16,
+    store: tempfile::TempDir,
+    config: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let mut server = NatsServer {
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+            config: None,
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let program = require_program("nats-server", "run scripts/test-deps.sh (or apt-get install nats-server)");
+        let mut command = Command::new(program);
+        command
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        self.child = Some(command.spawn().expect("nats-server starts"));
+        let port = self.port;
+        wait_until("nats-server to accept connections", Duration::from_secs(15), || port_answers(port));
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            let _ = child.wait();
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.expect("test client connects")
+    }
+
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private dynalite (DynamoDB-compatible) server, pinned in tests/dynalite.
+pub struct Dynalite {
+    pub port: u16,
+    child: Child,
+}
+
+impl Dynalite {
+    pub fn start() -> Dynalite {
+        let node = require_program("node", "install Node.js 20 (apt-get install nodejs npm)");
+        let cli = Path::new(MANIFEST_DIR).join("tests/dynalite/node_modules/dynalite/cli.js");
+        assert!(cli.is_file(), "dynalite is not installed: run scripts/test-deps.sh (npm ci in tests/dynalite)");
+        let port = free_port();
+        let child = Command::new(node)
+            .arg(cli)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dynalite starts");
+        wait_until("dynalite to accept connections", Duration::from_secs(20), || port_answers(port));
+        Dynalite { port, child }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A store talking to this server, for checks from the test itself.
+    pub async fn store(&self, table: &str) -> notification_worker::store::DynamoDbStore {
+        let credentials =
+            aws_sdk_dynamodb::config::Credentials::new(AWS_ACCESS_KEY, AWS_SECRET_KEY, None, None, "tests");
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(AWS_REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(credentials)
+            .load()
+            .await;
+        notification_worker::store::DynamoDbStore::with_config(&config, table)
+    }
+
+    /// What a worker process needs to reach this server.
+    pub fn worker_env(&self, table: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("NOTIF_STORE", "dynamodb".into()),
+            ("NOTIF_TABLE_NAME", table.into()),
+            ("AWS_REGION", AWS_REGION.into()),
+            ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_KEY.into()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.endpoint()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Dynalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let _ = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status();
+}
+
+/// The worker binary, run as a user would, with JSON logs collected for assertions.
+pub struct Worker {
+    child: Option<Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub dir: PathBuf,
+}
+
+/// Environment for a worker: nothing from the machine but PATH and HOME, so the test sees
+/// exactly the configuration it sets.
+pub fn base_env(nats: &NatsServer, dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("NATS_URL", nats.url()),
+        ("NOTIF_SQLITE_PATH", dir.join("notifications.db").display().to_string()),
+        ("HTTP_ADDR", "off".into()),
+        ("LOG_FORMAT", "json".into()),
+        ("LOG_LEVEL", "info".into()),
+    ]
+}
+
+pub fn command(dir: &Path, env: &[(&'static str, String)]) -> Command {
+    let mut command = Command::new(WORKER_BIN);
+    command.current_dir(dir).env_clear();
+    for keep in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(keep) {
+            command.env(keep, value);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+impl Worker {
+    pub fn start(dir: &Path, env: &[(&'static str, String)]) -> Worker {
+        let mut child = command(dir, env)
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("worker starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let worker = Worker {
+            child: Some(child),
+            lines,
+            dir: dir.to_owned(),
+        };
+        worker.wait_for_log("worker started", Duration::from_secs(30));
+        worker
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// JSON log events (lines that are not JSON are skipped).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.logs().iter().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
+
+    /// How many events ended with this outcome (created, duplicate, removed, ...).
+    pub fn count(&self, outcome: &str) -> usize {
+        self.events().iter().filter(|event| event["outcome"] == outcome).count()
+    }
+
+    /// The `reason` logged for invalid events, by stream sequence.
+    pub fn outcome_of(&self, stream_seq: u64) -> Option<String> {
+        self.events().iter().find(|event| event["stream_seq"] == stream_seq).map(|event| {
+            event["reason"]
+                .as_str()
+                .map(|reason| format!("invalid:{reason}"))
+                .or_else(|| event["outcome"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.logs().iter().any(|line| line.contains(needle)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} in the worker's logs:\n{}",
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGTERM, then the exit status (the test fails if it takes longer than `within`).
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("worker running");
+        signal(&child, "TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("worker did not exit within {within:?} of SIGTERM:\n{}", self.logs().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to ack or flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Publishes and waits for the stream's ack; returns the stream sequence.
+pub async fn publish(js: &async_nats::jetstream::Context, subject: &str, body: impl Into<bytes::Bytes>) -> u64 {
+    js.publish(subject.to_owned(), body.into()).await.unwrap().await.unwrap().sequence
+}
+
+/// Creates the stream and consumer the way `setup` does, but with a short AckWait so that
+/// redeliveries after a crash happen within the test's time (an existing consumer is used
+/// unchanged by the worker).
+pub async fn create_consumer_with_ack_wait(nats: &NatsServer, ack_wait: Duration) {
+    use async_nats::jetstream::{consumer, stream};
+    let js = nats.jetstream().await;
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: "NOTIFICATIONS".into(),
+            subjects: vec!["notifications.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("notification-worker".into()),
+            filter_subject: "notifications.>".into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// The consumer's (pending, ack pending) counts.
+pub async fn consumer_backlog(nats: &NatsServer) -> (u64, usize) {
+    let js = nats.jetstream().await;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        js.get_stream("NOTIFICATIONS").await.unwrap().get_consumer("notification-worker").await.unwrap();
+    let info = consumer.info().await.unwrap();
+    (info.num_pending, info.num_ack_pending)
+}
+
+/// Row count and other reads straight from the SQLite file the worker writes.
+pub fn sqlite(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("notifications.db")).unwrap()
+}
+
+pub fn count_rows(dir: &Path) -> i64 {
+    let path = dir.join("notifications.db");
+    if !path.exists() {
+        return 0;
+    }
+    sqlite(dir)
+        .query_row("SELECT COUNT(*) FROM notifications", [], |row| row.get(0))
+        .unwrap_or(0)
+}
+
+/// A valid like event body for (owner, trigger, resource).
+pub fn like(owner: &str, trigger: &str, resource: &str) -> String {
+    format!(
+        r#"{{"owner":"{owner}","trigger_user":"{trigger}","username":"Test User","action":1,"resource_type":"POST","resource_id":"{resource}","created_at":1765318000}}"#
+    )
+}
+
+/// The shared sample events (../shared/events beside the repository).
+pub fn shared_events() -> PathBuf {
+    let dir = Path::new(MANIFEST_DIR).join("../shared/events");
+    assert!(dir.is_dir(), "the sample events are missing: expected {}", dir.display());
+    dir
+}
