@@ -15,7 +15,10 @@ fn policy() -> EventPolicy {
 
 /// A change as the worker would build it from an event.
 fn change(subject: &str, body: &str) -> Change {
-    match parse_event(subject, body.as_bytes(), &policy()).expect("valid event").1 {
+    match parse_event(subject, body.as_bytes(), &policy())
+        .expect("valid event")
+        .1
+    {
         Decision::Apply(change) => change,
         Decision::SkipSelf { .. } => panic!("not a self-notification"),
     }
@@ -33,7 +36,9 @@ fn like_at(owner: &str, trigger: &str, resource: &str, created_at: i64) -> Chang
 fn unlike(owner: &str, trigger: &str, resource: &str) -> Change {
     change(
         "notifications.post.unlike",
-        &format!(r#"{{"owner":"{owner}","trigger_user":"{trigger}","action":1,"resource_type":"POST","resource_id":"{resource}"}}"#),
+        &format!(
+            r#"{{"owner":"{owner}","trigger_user":"{trigger}","action":1,"resource_type":"POST","resource_id":"{resource}"}}"#
+        ),
     )
 }
 
@@ -45,7 +50,9 @@ async fn create_then_read_back(store: &impl NotificationStore) {
     let like = like_at("user-1", "user-2", "post-1", 1_765_318_000);
     assert_eq!(store.apply(&like).await.unwrap(), Applied::Created);
     let feed = store.feed(&owner("user-1"), 10).await.unwrap();
-    let Change::Create(notification) = &like else { unreachable!() };
+    let Change::Create(notification) = &like else {
+        unreachable!()
+    };
     assert_eq!(feed, vec![FeedItem::from(notification)]);
 }
 
@@ -55,25 +62,45 @@ async fn duplicate_keeps_the_stored_item(store: &impl NotificationStore) {
     assert_eq!(store.apply(&first).await.unwrap(), Applied::Created);
     assert_eq!(store.apply(&again).await.unwrap(), Applied::Duplicate);
     let feed = store.feed(&owner("user-1"), 10).await.unwrap();
-    let Change::Create(stored) = &first else { unreachable!() };
+    let Change::Create(stored) = &first else {
+        unreachable!()
+    };
     // Same id, same time: the first write stands untouched.
     assert_eq!(feed, vec![FeedItem::from(stored)]);
 }
 
 async fn remove_and_remove_absent(store: &impl NotificationStore) {
-    store.apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000)).await.unwrap();
-    assert_eq!(store.apply(&unlike("user-1", "user-2", "post-1")).await.unwrap(), Applied::Removed);
+    store
+        .apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.apply(&unlike("user-1", "user-2", "post-1")).await.unwrap(),
+        Applied::Removed
+    );
     assert!(store.feed(&owner("user-1"), 10).await.unwrap().is_empty());
-    assert_eq!(store.apply(&unlike("user-1", "user-2", "post-1")).await.unwrap(), Applied::Absent);
-    assert_eq!(store.apply(&unlike("user-9", "user-2", "post-1")).await.unwrap(), Applied::Absent);
+    assert_eq!(
+        store.apply(&unlike("user-1", "user-2", "post-1")).await.unwrap(),
+        Applied::Absent
+    );
+    assert_eq!(
+        store.apply(&unlike("user-9", "user-2", "post-1")).await.unwrap(),
+        Applied::Absent
+    );
 }
 
 async fn feed_is_newest_first_per_owner_and_limited(store: &impl NotificationStore) {
     for (i, trigger) in ["user-a", "user-b", "user-c"].iter().enumerate() {
         let at = 1_765_318_000 + i64::try_from(i).unwrap() * 60;
-        store.apply(&like_at("user-1", trigger, "post-1", at)).await.unwrap();
+        store
+            .apply(&like_at("user-1", trigger, "post-1", at))
+            .await
+            .unwrap();
     }
-    store.apply(&like_at("user-2", "user-a", "post-1", 1_765_319_000)).await.unwrap();
+    store
+        .apply(&like_at("user-2", "user-a", "post-1", 1_765_319_000))
+        .await
+        .unwrap();
     let feed = store.feed(&owner("user-1"), 10).await.unwrap();
     let triggers: Vec<&str> = feed.iter().map(|item| item.userid.as_str()).collect();
     assert_eq!(triggers, ["user-c", "user-b", "user-a"]);
@@ -111,21 +138,41 @@ async fn field_mapping_matches_the_existing_table(store: &impl NotificationStore
     assert!(uuid::Uuid::parse_str(&item.id).is_ok());
     // Empty attributes are omitted, not stored as empty strings.
     let bare = &feed[1];
-    assert_eq!((bare.username.as_ref(), bare.userpic.as_ref(), bare.userbio.as_ref()), (None, None, None));
+    assert_eq!(
+        (
+            bare.username.as_ref(),
+            bare.userpic.as_ref(),
+            bare.userbio.as_ref()
+        ),
+        (None, None, None)
+    );
     assert_eq!(bare.excerpt, None);
     assert_eq!(bare.action_key, "user-321#user-123#6#0001-01-01T00:00:00Z");
 }
 
 async fn setup_is_idempotent(store: &impl NotificationStore) {
-    store.apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000)).await.unwrap();
+    store
+        .apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000))
+        .await
+        .unwrap();
     store.setup().await.unwrap();
-    assert_eq!(store.feed(&owner("user-1"), 10).await.unwrap().len(), 1, "setup kept the data");
+    assert_eq!(
+        store.feed(&owner("user-1"), 10).await.unwrap().len(),
+        1,
+        "setup kept the data"
+    );
 }
 
 async fn concurrent_changes_to_different_keys(store: &impl NotificationStore) {
-    let changes: Vec<Change> = (0..200).map(|i| like_at("user-1", &format!("fan-{i}"), "post-1", 1_765_318_000 + i)).collect();
+    let changes: Vec<Change> = (0..200)
+        .map(|i| like_at("user-1", &format!("fan-{i}"), "post-1", 1_765_318_000 + i))
+        .collect();
     let outcomes = futures::future::join_all(changes.iter().map(|change| store.apply(change))).await;
-    assert!(outcomes.iter().all(|outcome| outcome.as_ref().is_ok_and(|a| *a == Applied::Created)));
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| outcome.as_ref().is_ok_and(|a| *a == Applied::Created))
+    );
     assert_eq!(store.feed(&owner("user-1"), 500).await.unwrap().len(), 200);
 }
 

@@ -4,9 +4,11 @@ use super::Delivery;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::stream::{BoxStream, StreamExt};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// How long one pull request waits for messages on an idle stream.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long one pull request waits for messages on an idle stream. Also the longest a
+/// shutdown waits for the last pull to end.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// The queue group core-mode replicas share.
 pub const QUEUE_GROUP: &str = "notification-worker";
@@ -31,7 +33,15 @@ impl Source {
     /// message waits in a client buffer, ageing against AckWait, before the worker has room
     /// for it. The stream ends when the pull is complete or expires; errors are items, so
     /// the caller logs them and pulls again.
-    pub async fn pull(&mut self, max: usize) -> Result<BoxStream<'_, Result<Delivery, String>>, String> {
+    ///
+    /// On `shutdown` a core subscription stops at once (its messages are at-most-once
+    /// anyway); a JetStream pull runs to its end, since the server may already be sending
+    /// its messages, and what it delivers is processed rather than left to time out.
+    pub async fn pull(
+        &mut self,
+        max: usize,
+        shutdown: &CancellationToken,
+    ) -> Result<BoxStream<'_, Result<Delivery, String>>, String> {
         match self {
             Source::JetStream(consumer) => {
                 let batch = consumer
@@ -51,7 +61,8 @@ impl Source {
             Source::Core(subscriber) => Ok(subscriber
                 .by_ref()
                 .take(max)
-                .map(|m| Ok(Delivery::from_core(m)))
+                .take_until(shutdown.clone().cancelled_owned())
+                .map(|message| Ok(Delivery::from_core(message)))
                 .boxed()),
         }
     }

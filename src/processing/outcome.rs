@@ -45,6 +45,7 @@ pub fn log(
     match (outcome, change) {
         (Outcome::Invalid(rejection), _) => {
             tracing::warn!(
+                outcome = result,
                 reason = rejection.reason.code(),
                 subject,
                 stream_seq,

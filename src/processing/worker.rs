@@ -79,7 +79,7 @@ pub async fn run<S: NotificationStore>(
             }
         }
         let mut deliveries = tokio::select! {
-            pulled = source.pull(reserved.len()) => match pulled {
+            pulled = source.pull(reserved.len(), &shutdown) => match pulled {
                 Ok(deliveries) => deliveries,
                 Err(error) => {
                     pull_failures += 1;
@@ -94,12 +94,9 @@ pub async fn run<S: NotificationStore>(
             () = shutdown.cancelled() => break,
         };
         pull_failures = 0;
+        // Read the pull to its end even during shutdown: see `Source::pull`.
         loop {
-            let item = tokio::select! {
-                item = futures::StreamExt::next(&mut deliveries) => item,
-                () = shutdown.cancelled() => break 'pulling,
-            };
-            match item {
+            match futures::StreamExt::next(&mut deliveries).await {
                 Some(Ok(delivery)) => {
                     let permit = reserved
                         .pop()

@@ -19,14 +19,21 @@ pub const AWS_SECRET_KEY: &str = "notificationworkertest";
 pub const AWS_REGION: &str = "us-east-1";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` until it returns true or `within` passes.
 pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -39,7 +46,10 @@ where
 {
     let deadline = Instant::now() + within;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -83,7 +93,10 @@ impl NatsServer {
     }
 
     fn launch(&mut self) {
-        let program = require_program("nats-server", "run scripts/test-deps.sh (or apt-get install nats-server)");
+        let program = require_program(
+            "nats-server",
+            "run scripts/test-deps.sh (or apt-get install nats-server)",
+        );
         let mut command = Command::new(program);
         command
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
@@ -95,7 +108,11 @@ impl NatsServer {
         }
         self.child = Some(command.spawn().expect("nats-server starts"));
         let port = self.port;
-        wait_until("nats-server to accept connections", Duration::from_secs(15), || port_answers(port));
+        wait_until(
+            "nats-server to accept connections",
+            Duration::from_secs(15),
+            || port_answers(port),
+        );
     }
 
     pub fn stop(&mut self) {
@@ -118,7 +135,9 @@ impl NatsServer {
     }
 
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.expect("test client connects")
+        async_nats::connect(self.url())
+            .await
+            .expect("test client connects")
     }
 
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
@@ -142,17 +161,29 @@ impl Dynalite {
     pub fn start() -> Dynalite {
         let node = require_program("node", "install Node.js 20 (apt-get install nodejs npm)");
         let cli = Path::new(MANIFEST_DIR).join("tests/dynalite/node_modules/dynalite/cli.js");
-        assert!(cli.is_file(), "dynalite is not installed: run scripts/test-deps.sh (npm ci in tests/dynalite)");
+        assert!(
+            cli.is_file(),
+            "dynalite is not installed: run scripts/test-deps.sh (npm ci in tests/dynalite)"
+        );
         let port = free_port();
         let child = Command::new(node)
             .arg(cli)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"])
+            .args([
+                "--createTableMs",
+                "0",
+                "--deleteTableMs",
+                "0",
+                "--updateTableMs",
+                "0",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("dynalite starts");
-        wait_until("dynalite to accept connections", Duration::from_secs(20), || port_answers(port));
+        wait_until("dynalite to accept connections", Duration::from_secs(20), || {
+            port_answers(port)
+        });
         Dynalite { port, child }
     }
 
@@ -195,7 +226,10 @@ impl Drop for Dynalite {
 }
 
 fn signal(child: &Child, name: &str) {
-    let _ = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status();
 }
 
 /// The worker binary, run as a user would, with JSON logs collected for assertions.
@@ -210,7 +244,10 @@ pub struct Worker {
 pub fn base_env(nats: &NatsServer, dir: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("NATS_URL", nats.url()),
-        ("NOTIF_SQLITE_PATH", dir.join("notifications.db").display().to_string()),
+        (
+            "NOTIF_SQLITE_PATH",
+            dir.join("notifications.db").display().to_string(),
+        ),
         ("HTTP_ADDR", "off".into()),
         ("LOG_FORMAT", "json".into()),
         ("LOG_LEVEL", "info".into()),
@@ -266,23 +303,32 @@ impl Worker {
 
     /// JSON log events (lines that are not JSON are skipped).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        self.logs().iter().filter_map(|line| serde_json::from_str(line).ok()).collect()
+        self.logs()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     /// How many events ended with this outcome (created, duplicate, removed, ...).
     pub fn count(&self, outcome: &str) -> usize {
-        self.events().iter().filter(|event| event["outcome"] == outcome).count()
+        self.events()
+            .iter()
+            .filter(|event| event["outcome"] == outcome)
+            .count()
     }
 
     /// The `reason` logged for invalid events, by stream sequence.
     pub fn outcome_of(&self, stream_seq: u64) -> Option<String> {
-        self.events().iter().find(|event| event["stream_seq"] == stream_seq).map(|event| {
-            event["reason"]
-                .as_str()
-                .map(|reason| format!("invalid:{reason}"))
-                .or_else(|| event["outcome"].as_str().map(str::to_owned))
-                .unwrap_or_default()
-        })
+        self.events()
+            .iter()
+            .find(|event| event["stream_seq"] == stream_seq)
+            .map(|event| {
+                event["reason"]
+                    .as_str()
+                    .map(|reason| format!("invalid:{reason}"))
+                    .or_else(|| event["outcome"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
     }
 
     pub fn wait_for_log(&self, needle: &str, within: Duration) {
@@ -311,7 +357,10 @@ impl Worker {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("worker did not exit within {within:?} of SIGTERM:\n{}", self.logs().join("\n"));
+                panic!(
+                    "worker did not exit within {within:?} of SIGTERM:\n{}",
+                    self.logs().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -333,8 +382,17 @@ impl Drop for Worker {
 }
 
 /// Publishes and waits for the stream's ack; returns the stream sequence.
-pub async fn publish(js: &async_nats::jetstream::Context, subject: &str, body: impl Into<bytes::Bytes>) -> u64 {
-    js.publish(subject.to_owned(), body.into()).await.unwrap().await.unwrap().sequence
+pub async fn publish(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    body: impl Into<bytes::Bytes>,
+) -> u64 {
+    js.publish(subject.to_owned(), body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
 }
 
 /// Creates the stream and consumer the way `setup` does, but with a short AckWait so that
@@ -367,8 +425,13 @@ pub async fn create_consumer_with_ack_wait(nats: &NatsServer, ack_wait: Duration
 /// The consumer's (pending, ack pending) counts.
 pub async fn consumer_backlog(nats: &NatsServer) -> (u64, usize) {
     let js = nats.jetstream().await;
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-        js.get_stream("NOTIFICATIONS").await.unwrap().get_consumer("notification-worker").await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream("NOTIFICATIONS")
+        .await
+        .unwrap()
+        .get_consumer("notification-worker")
+        .await
+        .unwrap();
     let info = consumer.info().await.unwrap();
     (info.num_pending, info.num_ack_pending)
 }
@@ -398,6 +461,10 @@ pub fn like(owner: &str, trigger: &str, resource: &str) -> String {
 /// The shared sample events (../shared/events beside the repository).
 pub fn shared_events() -> PathBuf {
     let dir = Path::new(MANIFEST_DIR).join("../shared/events");
-    assert!(dir.is_dir(), "the sample events are missing: expected {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the sample events are missing: expected {}",
+        dir.display()
+    );
     dir
 }
