@@ -1,0 +1,145 @@
+//! The worker as a process: crashes, restarts, replicas, signals, a store that fails, core mode.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+use support::*;
+
+const WITHIN: Duration = Duration::from_secs(120);
+
+/// Publishes `count` likes with distinct keys, as fast as the stream acknowledges them.
+async fn publish_backlog(js: &async_nats::jetstream::Context, count: usize) {
+    let mut pending = Vec::with_capacity(1000);
+    for i in 0..count {
+        let body = like(&format!("owner-{}", i % 97), &format!("fan-{i}"), "post-1");
+        pending.push(js.publish("notifications.post.like", body.into()).await.unwrap());
+        if pending.len() == 1000 {
+            for ack in pending.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.unwrap();
+    }
+}
+
+fn distinct_ids(dir: &std::path::Path) -> usize {
+    let connection = sqlite(dir);
+    let mut statement = connection.prepare("SELECT id FROM notifications").unwrap();
+    let ids: HashSet<String> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+    ids.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_backlog_loses_and_doubles_nothing_after_restart() {
+    let nats = NatsServer::start();
+    // Short AckWait so that what the killed worker held is redelivered within the test.
+    create_consumer_with_ack_wait(&nats, Duration::from_secs(2)).await;
+    let js = nats.jetstream().await;
+    const EVENTS: usize = 20_000;
+    publish_backlog(&js, EVENTS).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    let mut worker = Worker::start(dir.path(), &env);
+    wait_until("the worker to be part way through", WITHIN, || count_rows(dir.path()) >= 1000);
+    worker.kill();
+    let stored_at_kill = count_rows(dir.path());
+    assert!(stored_at_kill < EVENTS as i64, "the backlog should not be done yet ({stored_at_kill})");
+
+    let _restarted = Worker::start(dir.path(), &env);
+    wait_until("every event to be stored", WITHIN, || count_rows(dir.path()) == EVENTS as i64);
+    eventually("the consumer to be drained", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
+    assert_eq!(count_rows(dir.path()), EVENTS as i64);
+    assert_eq!(distinct_ids(dir.path()), EVENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_consumer_apply_each_event_once() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    // Small pulls so that both replicas get a share.
+    env.push(("WORKER_CONCURRENCY", "4".into()));
+    let first = Worker::start(dir.path(), &env);
+    let second = Worker::start(dir.path(), &env);
+    const EVENTS: usize = 3_000;
+    publish_backlog(&nats.jetstream().await, EVENTS).await;
+
+    wait_until("both workers to finish", WITHIN, || first.count("created") + second.count("created") == EVENTS);
+    eventually("the consumer to be drained", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
+    assert!(first.count("created") > 0 && second.count("created") > 0, "both replicas took part");
+    assert_eq!(first.count("duplicate") + second.count("duplicate"), 0, "no event was applied twice");
+    assert_eq!(count_rows(dir.path()), EVENTS as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_in_flight_events_and_exits_zero() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    let mut worker = Worker::start(dir.path(), &env);
+    const EVENTS: usize = 10_000;
+    publish_backlog(&js, EVENTS).await;
+    wait_until("the worker to be busy", WITHIN, || count_rows(dir.path()) > 0);
+
+    let status = worker.terminate(Duration::from_secs(25));
+    assert_eq!(status.code(), Some(0), "{}", worker.logs().join("\n"));
+    worker.wait_for_log("worker stopped", Duration::from_secs(1));
+    // Everything it logged as stored is stored, and everything stored was acknowledged:
+    // nothing is waiting for an ack now that it is gone.
+    assert_eq!(count_rows(dir.path()) as usize, worker.count("created"));
+    let (pending, ack_pending) = consumer_backlog(&nats).await;
+    assert_eq!(ack_pending, 0, "in-flight events were acknowledged before exit");
+    assert_eq!(pending as usize + worker.count("created"), EVENTS);
+
+    // The rest is there for the next start.
+    let _next = Worker::start(dir.path(), &env);
+    wait_until("the rest to be stored", WITHIN, || count_rows(dir.path()) == EVENTS as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_retried_and_not_acknowledged_while_the_store_fails() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    // In production `run` does not create the schema: the store fails until `setup` runs.
+    env.push(("ENVIRONMENT", "production".into()));
+    env.push(("NOTIF_STORE", "sqlite".into()));
+    let worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    publish(&js, "notifications.post.like", like("user-1", "user-2", "post-1")).await;
+
+    worker.wait_for_log("store unavailable", WITHIN);
+    worker.wait_for_log("run `notification-worker setup`", WITHIN);
+    assert_eq!(consumer_backlog(&nats).await, (0, 1), "delivered, not acknowledged");
+
+    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    wait_until("the retried event to be stored", WITHIN, || count_rows(dir.path()) == 1);
+    eventually("the event to be acknowledged", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
+    assert_eq!(worker.count("created"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_mode_consumes_with_a_queue_group_subscription() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.push(("NATS_MODE", "core".into()));
+    let worker = Worker::start(dir.path(), &env);
+    worker.wait_for_log("at-most-once", Duration::from_secs(5));
+    let client = nats.client().await;
+    // The subscription is live once "worker started" is logged; core NATS keeps nothing
+    // for absent subscribers, which is exactly what the warning says.
+    for i in 0..50 {
+        let body = like("user-1", &format!("fan-{i}"), "post-1");
+        client.publish("notifications.post.like", body.into()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    wait_until("the core-mode events to be stored", WITHIN, || count_rows(dir.path()) == 50);
+    assert_eq!(worker.count("created"), 50);
+}
