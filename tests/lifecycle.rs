@@ -28,7 +28,11 @@ async fn publish_backlog(js: &async_nats::jetstream::Context, count: usize) {
 fn distinct_ids(dir: &std::path::Path) -> usize {
     let connection = sqlite(dir);
     let mut statement = connection.prepare("SELECT id FROM notifications").unwrap();
-    let ids: HashSet<String> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+    let ids: HashSet<String> = statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     ids.len()
 }
 
@@ -44,14 +48,24 @@ async fn a_worker_killed_mid_backlog_loses_and_doubles_nothing_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let env = base_env(&nats, dir.path());
     let mut worker = Worker::start(dir.path(), &env);
-    wait_until("the worker to be part way through", WITHIN, || count_rows(dir.path()) >= 1000);
+    wait_until("the worker to be part way through", WITHIN, || {
+        count_rows(dir.path()) >= 1000
+    });
     worker.kill();
     let stored_at_kill = count_rows(dir.path());
-    assert!(stored_at_kill < EVENTS as i64, "the backlog should not be done yet ({stored_at_kill})");
+    assert!(
+        stored_at_kill < EVENTS as i64,
+        "the backlog should not be done yet ({stored_at_kill})"
+    );
 
     let _restarted = Worker::start(dir.path(), &env);
-    wait_until("every event to be stored", WITHIN, || count_rows(dir.path()) == EVENTS as i64);
-    eventually("the consumer to be drained", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
+    wait_until("every event to be stored", WITHIN, || {
+        count_rows(dir.path()) == EVENTS as i64
+    });
+    eventually("the consumer to be drained", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
     assert_eq!(count_rows(dir.path()), EVENTS as i64);
     assert_eq!(distinct_ids(dir.path()), EVENTS);
 }
@@ -68,10 +82,22 @@ async fn two_workers_on_one_consumer_apply_each_event_once() {
     const EVENTS: usize = 3_000;
     publish_backlog(&nats.jetstream().await, EVENTS).await;
 
-    wait_until("both workers to finish", WITHIN, || first.count("created") + second.count("created") == EVENTS);
-    eventually("the consumer to be drained", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
-    assert!(first.count("created") > 0 && second.count("created") > 0, "both replicas took part");
-    assert_eq!(first.count("duplicate") + second.count("duplicate"), 0, "no event was applied twice");
+    wait_until("both workers to finish", WITHIN, || {
+        first.count("created") + second.count("created") == EVENTS
+    });
+    eventually("the consumer to be drained", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
+    assert!(
+        first.count("created") > 0 && second.count("created") > 0,
+        "both replicas took part"
+    );
+    assert_eq!(
+        first.count("duplicate") + second.count("duplicate"),
+        0,
+        "no event was applied twice"
+    );
     assert_eq!(count_rows(dir.path()), EVENTS as i64);
 }
 
@@ -98,7 +124,9 @@ async fn sigterm_under_load_finishes_in_flight_events_and_exits_zero() {
 
     // The rest is there for the next start.
     let _next = Worker::start(dir.path(), &env);
-    wait_until("the rest to be stored", WITHIN, || count_rows(dir.path()) == EVENTS as i64);
+    wait_until("the rest to be stored", WITHIN, || {
+        count_rows(dir.path()) == EVENTS as i64
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,12 +143,25 @@ async fn an_event_is_retried_and_not_acknowledged_while_the_store_fails() {
 
     worker.wait_for_log("store unavailable", WITHIN);
     worker.wait_for_log("run `notification-worker setup`", WITHIN);
-    assert_eq!(consumer_backlog(&nats).await, (0, 1), "delivered, not acknowledged");
+    assert_eq!(
+        consumer_backlog(&nats).await,
+        (0, 1),
+        "delivered, not acknowledged"
+    );
 
     let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
-    wait_until("the retried event to be stored", WITHIN, || count_rows(dir.path()) == 1);
-    eventually("the event to be acknowledged", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    wait_until("the retried event to be stored", WITHIN, || {
+        count_rows(dir.path()) == 1
+    });
+    eventually("the event to be acknowledged", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
     assert_eq!(worker.count("created"), 1);
 }
 
@@ -137,9 +178,14 @@ async fn core_mode_consumes_with_a_queue_group_subscription() {
     // for absent subscribers, which is exactly what the warning says.
     for i in 0..50 {
         let body = like("user-1", &format!("fan-{i}"), "post-1");
-        client.publish("notifications.post.like", body.into()).await.unwrap();
+        client
+            .publish("notifications.post.like", body.into())
+            .await
+            .unwrap();
     }
     client.flush().await.unwrap();
-    wait_until("the core-mode events to be stored", WITHIN, || count_rows(dir.path()) == 50);
+    wait_until("the core-mode events to be stored", WITHIN, || {
+        count_rows(dir.path()) == 50
+    });
     assert_eq!(worker.count("created"), 50);
 }
