@@ -23,7 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let js = async_nats::jetstream::new(client.clone());
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
             let (consumer, ack_wait) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
-            (Source::JetStream(consumer), ack_wait.0)
+            (Source::JetStream(Box::new(consumer)), ack_wait.0)
         }
         NatsMode::Core => (Source::core(&client).await?, Duration::from_secs(30)),
     };

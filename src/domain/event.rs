@@ -25,6 +25,8 @@ pub struct EventPolicy {
 }
 
 /// What to do with a valid event.
+// Built once per event and moved straight into its job: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Apply(Change),

@@ -14,7 +14,7 @@ const PULL_EXPIRES: Duration = Duration::from_secs(2);
 pub const QUEUE_GROUP: &str = "notification-worker";
 
 pub enum Source {
-    JetStream(PullConsumer),
+    JetStream(Box<PullConsumer>),
     Core(async_nats::Subscriber),
 }
 

@@ -1,0 +1,38 @@
+# notification-worker — `make help` lists the targets.
+CARGO ?= cargo
+BIN := target/release/notification-worker
+
+.DEFAULT_GOAL := help
+.PHONY: help build run dev test fmt lint setup deps clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## Build the release binary (target/release/notification-worker)
+	$(CARGO) build --release
+
+run: build ## Run the worker (local NATS on 127.0.0.1:4222, SQLite in ./data)
+	$(BIN) run
+
+dev: ## Run a debug build with debug logs
+	LOG_LEVEL=info,notification_worker=debug $(CARGO) run -- run
+
+setup: build ## Create the stream, consumer and store schema/table (idempotent)
+	$(BIN) setup
+
+deps: ## Install what the tests start: nats-server and the pinned dynalite
+	scripts/test-deps.sh
+
+test: deps ## Run the whole test suite (starts its own nats-server and dynalite)
+	$(CARGO) test --all-targets
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## Check formatting and lints, as CI does
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean: ## Remove build output and the local database
+	$(CARGO) clean
+	rm -rf data

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the test suite starts by itself: nats-server and the pinned dynalite
+# (a DynamoDB-compatible server on Node.js). Safe to run again; does nothing when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "error: $1 is missing; install it (Debian/Ubuntu: sudo apt-get install $2) and run again" >&2
+    exit 1
+  fi
+  echo "installing $2 with apt-get" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+
+command -v nats-server >/dev/null || apt_install nats-server nats-server
+command -v node >/dev/null || apt_install node nodejs
+command -v npm >/dev/null || apt_install npm npm
+
+# dynalite, exactly as pinned in tests/dynalite/package-lock.json.
+lock=tests/dynalite/package-lock.json
+stamp=tests/dynalite/node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+  echo "installing the pinned dynalite (npm ci)" >&2
+  npm ci --prefix tests/dynalite --no-audit --no-fund --loglevel=error
+fi
