@@ -1,5 +1,6 @@
 //! The command line: `run` (the default), `setup`, `publish`, `feed`.
 
+mod dlq;
 mod feed;
 mod publish;
 mod run;
@@ -48,6 +49,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect, replay or purge dead letters (stream NOTIFICATIONS_DLQ).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
 }
 
 pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
@@ -56,5 +62,6 @@ pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Setup => setup::setup(&config).await,
         Command::Publish { subject, event } => publish::publish(&config, subject, &event).await,
         Command::Feed { owner, limit, json } => feed::feed(&config, &owner, limit, json).await,
+        Command::Dlq { command } => dlq::dlq(&config, command).await,
     }
 }

@@ -1,8 +1,8 @@
 //! `notification-worker run`: connect, make sure everything exists, consume until a signal.
 
 use crate::config::{Config, Environment, NatsMode};
-use crate::input::{self, Source};
-use crate::processing::{self, WorkerSettings};
+use crate::input::{self, DeadLetters, Source};
+use crate::processing::{self, StoreHealth, WorkerSettings};
 use crate::store::{AnyStore, NotificationStore};
 use anyhow::Context;
 use std::sync::Arc;
@@ -18,18 +18,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.setup().await.context("cannot prepare the store")?;
     }
     let client = input::connect(&config.nats, "notification-worker").await?;
-    let (source, ack_wait) = match config.nats.mode {
+    let (source, dead_letters, limits) = match config.nats.mode {
         NatsMode::JetStream => {
             let js = async_nats::jetstream::new(client.clone());
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
-            let (consumer, ack_wait) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
-            (Source::JetStream(Box::new(consumer)), ack_wait.0)
+            let (consumer, limits) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
+            let dead_letters = DeadLetters::ensure(&js, &config.nats.stream).await?;
+            (
+                Source::JetStream(Box::new(consumer)),
+                Some(dead_letters),
+                Some(limits),
+            )
         }
-        NatsMode::Core => (Source::core(&client).await?, Duration::from_secs(30)),
+        NatsMode::Core => (Source::core(&client).await?, None, None),
     };
     let settings = WorkerSettings {
         in_flight: store.in_flight_limit(config.concurrency),
-        ack_wait,
+        ack_wait: limits.map_or(Duration::from_secs(30), |limits| limits.ack_wait),
+        max_deliveries: limits.map(|limits| limits.max_deliveries),
         allow_http_pictures: config.environment == Environment::Development,
         shutdown_grace: SHUTDOWN_GRACE,
     };
@@ -42,12 +48,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "worker started"
     );
     if config.nats.mode == NatsMode::Core {
-        tracing::warn!("NATS_MODE=core: events published while no worker runs are lost (at-most-once)");
+        tracing::warn!(
+            "NATS_MODE=core: events published while no worker runs are lost (at-most-once), \
+             and rejected events are only logged (no dead letters)"
+        );
     }
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    processing::run(source, store, settings, shutdown).await;
+    let health = Arc::new(StoreHealth::default());
+    processing::run(source, store, dead_letters, health, settings, shutdown).await;
 
     // Acks are fire-and-forget publishes: make sure they have left before exiting.
     if let Err(error) = client.flush().await {

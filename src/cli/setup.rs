@@ -12,6 +12,8 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
         println!("stream {} ready", config.nats.stream);
         input::ensure_consumer(&stream, &config.nats.consumer).await?;
         println!("consumer {} ready", config.nats.consumer);
+        input::DeadLetters::ensure(&js, &config.nats.stream).await?;
+        println!("dead-letter stream {} ready", input::DLQ_STREAM);
     }
     let store = AnyStore::open(&config.store).await?;
     store.setup().await?;

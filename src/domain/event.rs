@@ -109,8 +109,10 @@ fn read_json(body: &[u8]) -> Result<RawEvent, Rejection> {
     if first != Some(&b'{') {
         return Err(Rejection::new(Reason::InvalidJson, "body is not a JSON object"));
     }
-    serde_json::from_slice(body)
-        .map_err(|error| Rejection::new(Reason::InvalidJson, format!("body: {error}")))
+    // serde_json skips the values of unknown fields without checking their UTF-8.
+    let body = std::str::from_utf8(body)
+        .map_err(|error| Rejection::new(Reason::InvalidJson, format!("body is not UTF-8: {error}")))?;
+    serde_json::from_str(body).map_err(|error| Rejection::new(Reason::InvalidJson, format!("body: {error}")))
 }
 
 fn required_str<'a>(value: &'a Option<Value>, field: &str) -> Result<&'a str, Rejection> {

@@ -12,10 +12,18 @@ const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Created consumers let this many messages be unacknowledged at once (all replicas).
 const MAX_ACK_PENDING: i64 = 20_000;
 
-/// The consumer's AckWait, read from the server: the worker keeps slow messages alive well
-/// within it.
+/// Without a limit on the consumer, a message delivered this many times is dead-lettered
+/// (`max_deliveries`) by the worker.
+const DEFAULT_MAX_DELIVERIES: u64 = 10;
+
+/// What the worker must respect of the consumer, read from the server.
 #[derive(Debug, Clone, Copy)]
-pub struct AckWait(pub Duration);
+pub struct ConsumerLimits {
+    /// The worker keeps slow messages alive well within it.
+    pub ack_wait: Duration,
+    /// The delivery at which the worker dead-letters a message instead of trying it again.
+    pub max_deliveries: u64,
+}
 
 pub async fn ensure_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<stream::Stream> {
     // get_or_create leaves an existing stream exactly as it is.
@@ -36,7 +44,7 @@ pub async fn ensure_stream(js: &jetstream::Context, name: &str) -> anyhow::Resul
 pub async fn ensure_consumer(
     stream: &stream::Stream,
     name: &str,
-) -> anyhow::Result<(consumer::PullConsumer, AckWait)> {
+) -> anyhow::Result<(consumer::PullConsumer, ConsumerLimits)> {
     let mut consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             name,
@@ -46,21 +54,28 @@ pub async fn ensure_consumer(
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
                 max_ack_pending: MAX_ACK_PENDING,
-                // No limit yet: a message past max deliveries would be dropped by the server,
-                // and nothing may be lost.
+                // No server-side limit: past it the server would drop a message silently. The
+                // worker dead-letters at DEFAULT_MAX_DELIVERIES instead, and if the dead
+                // letter cannot be stored the message simply comes back.
                 max_deliver: -1,
                 ..Default::default()
             },
         )
         .await
         .with_context(|| format!("cannot create or read the durable consumer {name}"))?;
-    let ack_wait = consumer
+    let config = &consumer
         .info()
         .await
         .with_context(|| format!("cannot read consumer {name}"))?
-        .config
-        .ack_wait;
-    Ok((consumer, AckWait(ack_wait)))
+        .config;
+    let limits = ConsumerLimits {
+        ack_wait: config.ack_wait,
+        max_deliveries: u64::try_from(config.max_deliver)
+            .ok()
+            .filter(|max| *max > 0)
+            .unwrap_or(DEFAULT_MAX_DELIVERIES),
+    };
+    Ok((consumer, limits))
 }
 
 /// Publishes one event and waits for the stream to store it; returns its stream sequence.

@@ -2,11 +2,13 @@
 //! of the worker sees [`Delivery`]s with a subject, a body and a way to acknowledge.
 
 mod connection;
+mod dead_letter;
 mod delivery;
 mod jetstream;
 mod source;
 
 pub use connection::connect;
+pub use dead_letter::{DLQ_PREFIX, DLQ_STREAM, DeadLetters, header as dlq_header};
 pub use delivery::Delivery;
-pub use jetstream::{AckWait, ensure_consumer, ensure_stream, publish};
+pub use jetstream::{ConsumerLimits, ensure_consumer, ensure_stream, publish};
 pub use source::Source;

@@ -1,11 +1,13 @@
 //! From delivery to acknowledgement: parse, keep each key in order, apply with retries,
 //! then settle the message. This stage knows neither NATS types nor store internals.
 
+mod health;
 mod ordering;
 mod outcome;
 mod retry;
 mod worker;
 
+pub use health::StoreHealth;
 pub use outcome::Outcome;
 pub use retry::{RetryDecision, decide};
 pub use worker::{WorkerSettings, run};

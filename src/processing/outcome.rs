@@ -11,9 +11,12 @@ pub enum Outcome {
     Applied(Applied),
     /// owner == trigger_user: acknowledged without a write.
     SelfSkipped,
-    /// Never valid: acknowledged without a write.
+    /// Never valid: dead-lettered (JetStream) or only logged (core), then acknowledged.
     Invalid(Rejection),
-    /// Could not finish before shutdown: handed back to the server for redelivery.
+    /// Valid but refused by the store, or delivered too often: dead-lettered, acknowledged.
+    DeadLettered(Rejection),
+    /// Could not finish (shutdown during a store outage, or the dead letter could not be
+    /// stored): handed back to the server for redelivery.
     HandedBack,
 }
 
@@ -23,6 +26,7 @@ impl Outcome {
             Outcome::Applied(applied) => applied.as_str(),
             Outcome::SelfSkipped => "self_skipped",
             Outcome::Invalid(_) => "invalid",
+            Outcome::DeadLettered(_) => "dead_lettered",
             Outcome::HandedBack => "handed_back",
         }
     }
@@ -43,14 +47,14 @@ pub fn log(
     let duration_ms = took.as_micros() as f64 / 1000.0;
     let result = outcome.as_str();
     match (outcome, change) {
-        (Outcome::Invalid(rejection), _) => {
+        (Outcome::Invalid(rejection) | Outcome::DeadLettered(rejection), _) => {
             tracing::warn!(
                 outcome = result,
                 reason = rejection.reason.code(),
                 subject,
                 stream_seq,
                 error = %rejection.message,
-                "invalid event acknowledged without a write"
+                "event rejected: {result}"
             );
             let preview = &delivery.body[..delivery.body.len().min(PREVIEW_BYTES)];
             tracing::debug!(subject, stream_seq, body = %String::from_utf8_lossy(preview), "invalid event body");
@@ -60,7 +64,7 @@ pub fn log(
                 subject,
                 stream_seq,
                 outcome = result,
-                "shutting down: event handed back for redelivery"
+                "event handed back for redelivery"
             );
         }
         (_, Some(change)) => tracing::info!(

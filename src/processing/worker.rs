@@ -1,11 +1,13 @@
 //! The consume loop: pull as many deliveries as there is room for, route each through
-//! validation and its key's lane, and acknowledge only what is durable.
+//! validation and its key's lane, and settle each message only once its outcome is durable:
+//! applied in the store, or kept as a dead letter.
 
+use super::health::StoreHealth;
 use super::ordering::{OrderKey, Sequencer};
 use super::outcome::{self, Outcome};
 use super::retry::{RetryDecision, decide};
-use crate::domain::{Change, Decision, EventPolicy, Timestamp, parse_event};
-use crate::input::{Delivery, Source};
+use crate::domain::{Change, Decision, EventPolicy, Reason, Rejection, Timestamp, parse_event};
+use crate::input::{DeadLetters, Delivery, Source};
 use crate::store::{Applied, ErrorKind, NotificationStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,8 @@ use tokio_util::task::TaskTracker;
 
 /// Most messages asked for in one pull request.
 const MAX_PULL: usize = 1024;
+/// When a dead letter cannot be stored (NATS trouble), the original comes back after this.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -23,6 +27,9 @@ pub struct WorkerSettings {
     pub in_flight: usize,
     /// The consumer's AckWait: slow messages are kept alive well within it.
     pub ack_wait: Duration,
+    /// A message delivered this many times is dead-lettered (`max_deliveries`) instead of
+    /// being tried again. `None` in core mode.
+    pub max_deliveries: Option<u64>,
     /// `http://` pictures allowed (development).
     pub allow_http_pictures: bool,
     /// How long shutdown waits for in-flight events before giving up on them.
@@ -41,16 +48,21 @@ struct Job {
 
 struct Shared<S> {
     store: Arc<S>,
+    dead_letters: Option<DeadLetters>,
+    health: Arc<StoreHealth>,
     sequencer: Sequencer<Job>,
     settings: WorkerSettings,
     shutdown: CancellationToken,
 }
 
 /// Runs until `shutdown` is cancelled, then stops pulling, lets in-flight events finish
-/// (within `shutdown_grace`) and returns.
+/// (within `shutdown_grace`) and returns. `dead_letters` is `None` in core mode, where
+/// rejected events are only logged.
 pub async fn run<S: NotificationStore>(
     mut source: Source,
     store: Arc<S>,
+    dead_letters: Option<DeadLetters>,
+    health: Arc<StoreHealth>,
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) {
@@ -58,6 +70,8 @@ pub async fn run<S: NotificationStore>(
     let grace = settings.shutdown_grace;
     let shared = Arc::new(Shared {
         store,
+        dead_letters,
+        health,
         sequencer: Sequencer::new(),
         settings,
         shutdown: shutdown.clone(),
@@ -66,7 +80,9 @@ pub async fn run<S: NotificationStore>(
     let mut pull_failures = 0u32;
 
     'pulling: loop {
-        // Backpressure first: wait for room before asking the server for anything.
+        // While the store is down for everyone, leave new messages in the stream.
+        shared.health.wait_until_writable(&shutdown).await;
+        // Backpressure: wait for room before asking the server for anything.
         let first = tokio::select! {
             permit = Arc::clone(&room).acquire_owned() => permit.expect("the semaphore is never closed"),
             () = shutdown.cancelled() => break,
@@ -130,20 +146,27 @@ async fn dispatch<S: NotificationStore>(
 ) {
     let received = Instant::now();
     tracing::debug!(subject = %delivery.subject, stream_seq = delivery.stream_sequence, delivered = delivery.delivered, "received");
+    if let Some(max) = shared.settings.max_deliveries
+        && delivery.delivered >= max
+    {
+        // Delivered this often without being settled: something about it keeps failing
+        // (or crashing the worker). Keep it aside rather than trying once more.
+        let rejection = Rejection::new(
+            Reason::MaxDeliveries,
+            format!("delivered {} times (limit {max})", delivery.delivered),
+        );
+        let outcome = reject(shared, &delivery, rejection, Outcome::DeadLettered).await;
+        outcome::log(&outcome, &delivery, "other", None, received.elapsed());
+        return;
+    }
     let policy = EventPolicy {
         allow_http_pictures: shared.settings.allow_http_pictures,
         now: Timestamp::now(),
     };
     match parse_event(&delivery.subject, &delivery.body, &policy) {
         Err(rejection) => {
-            delivery.ack().await;
-            outcome::log(
-                &Outcome::Invalid(rejection),
-                &delivery,
-                "other",
-                None,
-                received.elapsed(),
-            );
+            let outcome = reject(shared, &delivery, rejection, Outcome::Invalid).await;
+            outcome::log(&outcome, &delivery, "other", None, received.elapsed());
         }
         Ok((event_type, Decision::SkipSelf { .. })) => {
             delivery.ack().await;
@@ -171,16 +194,47 @@ async fn dispatch<S: NotificationStore>(
     }
 }
 
+/// Dead-letters the delivery, then acknowledges it; if the dead letter cannot be stored,
+/// hands the original back so that it is neither lost nor acknowledged.
+async fn reject<S>(
+    shared: &Shared<S>,
+    delivery: &Delivery,
+    rejection: Rejection,
+    outcome: fn(Rejection) -> Outcome,
+) -> Outcome {
+    let Some(dead_letters) = &shared.dead_letters else {
+        delivery.ack().await;
+        return outcome(rejection);
+    };
+    match dead_letters
+        .send(delivery, rejection.reason, &rejection.message)
+        .await
+    {
+        Ok(()) => {
+            delivery.ack().await;
+            outcome(rejection)
+        }
+        Err(error) => {
+            tracing::warn!(%error, reason = rejection.reason.code(), subject = %delivery.subject, stream_seq = delivery.stream_sequence, "cannot dead-letter; the event will come back");
+            delivery.hand_back(DEAD_LETTER_RETRY).await;
+            Outcome::HandedBack
+        }
+    }
+}
+
 /// Applies one key's jobs one after the other until its queue is empty.
 async fn run_lane<S: NotificationStore>(shared: Arc<Shared<S>>, key: OrderKey, first: Job) {
     let mut job = first;
     loop {
         let outcome = match apply_with_retry(&shared, key, &job).await {
-            Some(applied) => {
+            Attempt::Applied(applied) => {
                 job.delivery.ack().await;
                 Outcome::Applied(applied)
             }
-            None => {
+            Attempt::Refused(rejection) => {
+                reject(&shared, &job.delivery, rejection, Outcome::DeadLettered).await
+            }
+            Attempt::Interrupted => {
                 job.delivery.hand_back(Duration::from_secs(1)).await;
                 Outcome::HandedBack
             }
@@ -199,33 +253,49 @@ async fn run_lane<S: NotificationStore>(shared: Arc<Shared<S>>, key: OrderKey, f
     }
 }
 
-/// `None` when shutdown came while the store was failing.
-async fn apply_with_retry<S: NotificationStore>(
-    shared: &Shared<S>,
-    key: OrderKey,
-    job: &Job,
-) -> Option<Applied> {
+enum Attempt {
+    Applied(Applied),
+    /// The store refuses this change for good.
+    Refused(Rejection),
+    /// Shutdown came while the store was failing.
+    Interrupted,
+}
+
+async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, key: OrderKey, job: &Job) -> Attempt {
     let keep_alive_every = shared.settings.ack_wait / 3;
     let mut last_keep_alive = Instant::now();
     let mut attempt = 0u32;
     loop {
         let error = match shared.store.apply(&job.change).await {
-            Ok(applied) => return Some(applied),
+            Ok(applied) => {
+                if shared.health.resume() {
+                    tracing::info!("store writable again: resuming intake");
+                }
+                return Attempt::Applied(applied);
+            }
             Err(error) => error,
         };
         attempt += 1;
-        let RetryDecision::RetryAfter(pause) = decide(&error, attempt);
+        let pause = match decide(&error, attempt) {
+            RetryDecision::RetryAfter(pause) => pause,
+            RetryDecision::DeadLetter => {
+                return Attempt::Refused(Rejection::new(Reason::StoreRejected, error.message));
+            }
+        };
         match error.kind {
             ErrorKind::Transient if attempt < 5 => {
-                tracing::debug!(%error, attempt, "store call failed; retrying");
+                tracing::debug!(%error, attempt, "store call failed; retrying")
             }
             ErrorKind::Transient => tracing::warn!(%error, attempt, "store call keeps failing; retrying"),
-            ErrorKind::Systemic | ErrorKind::Permanent => {
+            _ => {
+                if shared.health.pause() {
+                    tracing::error!(%error, "store unavailable: intake paused until it works again");
+                }
                 tracing::error!(%error, attempt, retry_in_ms = pause.as_millis() as u64, "store unavailable; retrying");
             }
         }
         if shared.shutdown.is_cancelled() {
-            return None;
+            return Attempt::Interrupted;
         }
         // Keep this message, and the ones queued behind it on the same key, from being
         // redelivered while the store recovers.
@@ -238,7 +308,7 @@ async fn apply_with_retry<S: NotificationStore>(
         }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = shared.shutdown.cancelled() => return None,
+            () = shared.shutdown.cancelled() => return Attempt::Interrupted,
         }
     }
 }

@@ -1,0 +1,223 @@
+//! `notification-worker dlq list|replay|purge`: look at, replay and clear dead letters.
+
+use crate::config::Config;
+use crate::input::{self, DLQ_PREFIX, DLQ_STREAM, dlq_header};
+use anyhow::{Context, bail};
+use async_nats::jetstream::{self, stream::Stream};
+use clap::Subcommand;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// How many to show at most.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publish dead letters again to their original subject; each is removed from the
+    /// dead-letter stream only after its republish is acknowledged.
+    Replay {
+        /// Dead-letter sequence numbers (as `list` shows them).
+        #[arg(long = "seq", num_args = 1.., required_unless_present = "all", conflicts_with = "all")]
+        sequences: Vec<u64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// Say what would be replayed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Required: purging cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A dead letter as `list` shows it.
+#[derive(Debug, Serialize)]
+struct DeadLetter {
+    sequence: u64,
+    time: String,
+    subject: String,
+    reason: String,
+    error: String,
+    original_sequence: String,
+    attempts: String,
+    body_preview: String,
+    #[serde(skip)]
+    body: bytes::Bytes,
+}
+
+/// Bytes of the body shown by `list`.
+const PREVIEW_BYTES: usize = 120;
+
+pub async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    let client = input::connect(&config.nats, "notification-worker-dlq").await?;
+    let js = jetstream::new(client);
+    let stream = js.get_stream(DLQ_STREAM).await.with_context(|| {
+        format!("cannot read the dead-letter stream {DLQ_STREAM} (run `notification-worker setup`)")
+    })?;
+    match command {
+        DlqCommand::List { json, limit } => list(&stream, json, limit).await,
+        DlqCommand::Replay {
+            sequences,
+            all,
+            dry_run,
+        } => {
+            let sequences = if all {
+                all_sequences(&stream).await?
+            } else {
+                sequences
+            };
+            replay(&js, &stream, &sequences, dry_run).await
+        }
+        DlqCommand::Purge { yes } => {
+            if !yes {
+                bail!("purge deletes every dead letter for good: add --yes to confirm");
+            }
+            let purged = stream
+                .purge()
+                .await
+                .context("cannot purge the dead-letter stream")?;
+            println!("purged {} dead letters", purged.purged);
+            Ok(())
+        }
+    }
+}
+
+async fn list(stream: &Stream, json: bool, limit: usize) -> anyhow::Result<()> {
+    let mut shown = 0;
+    for sequence in all_sequences(stream).await? {
+        if shown == limit {
+            break;
+        }
+        let Some(letter) = read(stream, sequence).await? else {
+            continue;
+        };
+        shown += 1;
+        if json {
+            println!("{}", serde_json::to_string(&letter)?);
+        } else {
+            println!(
+                "{}  {}  {}  {}  {}  {}",
+                letter.sequence,
+                letter.time,
+                letter.subject,
+                letter.reason,
+                letter.error,
+                letter.body_preview
+            );
+        }
+    }
+    if shown == 0 && !json {
+        eprintln!("no dead letters in {DLQ_STREAM}");
+    }
+    Ok(())
+}
+
+async fn replay(
+    js: &jetstream::Context,
+    stream: &Stream,
+    sequences: &[u64],
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let progress = indicatif::ProgressBar::new(sequences.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    // Only worth drawing for long replays (and never into a pipe: indicatif checks).
+    if sequences.len() < 100 || dry_run {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut replayed = 0;
+    for &sequence in sequences {
+        let Some(letter) = read(stream, sequence).await? else {
+            progress.suspend(|| eprintln!("dead letter {sequence} does not exist; skipped"));
+            continue;
+        };
+        if dry_run {
+            println!(
+                "would replay {sequence} to {} ({})",
+                letter.subject, letter.reason
+            );
+            continue;
+        }
+        // Republish first; delete the dead letter only once the stream holds the event
+        // again, so a failure in between leaves a copy in both places, never in neither.
+        input::publish(js, letter.subject.clone(), letter.body.clone()).await?;
+        stream
+            .delete_message(sequence)
+            .await
+            .with_context(|| format!("replayed {sequence} but could not delete it from {DLQ_STREAM}"))?;
+        replayed += 1;
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    if !dry_run {
+        println!("replayed {replayed} dead letters");
+    }
+    Ok(())
+}
+
+async fn all_sequences(stream: &Stream) -> anyhow::Result<Vec<u64>> {
+    let mut stream = stream.clone();
+    let state = stream
+        .info()
+        .await
+        .context("cannot read the dead-letter stream")?
+        .state
+        .clone();
+    if state.messages == 0 {
+        return Ok(Vec::new());
+    }
+    Ok((state.first_sequence..=state.last_sequence).collect())
+}
+
+/// `None` for a sequence that was deleted (replayed) or never existed.
+async fn read(stream: &Stream, sequence: u64) -> anyhow::Result<Option<DeadLetter>> {
+    let message = match stream.get_raw_message(sequence).await {
+        Ok(message) => message,
+        Err(error) if error.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            return Ok(None);
+        }
+        Err(error) => return Err(error).with_context(|| format!("cannot read dead letter {sequence}")),
+    };
+    let header = |name: &str| {
+        message
+            .headers
+            .get(name)
+            .map(|value| value.to_string())
+            .unwrap_or_default()
+    };
+    let subject = match header(dlq_header::ORIGINAL_SUBJECT) {
+        original if !original.is_empty() => original,
+        _ => message
+            .subject
+            .strip_prefix(DLQ_PREFIX)
+            .unwrap_or(&message.subject)
+            .to_owned(),
+    };
+    let preview = &message.payload[..message.payload.len().min(PREVIEW_BYTES)];
+    let time = message
+        .time
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Ok(Some(DeadLetter {
+        sequence,
+        time,
+        subject,
+        reason: header(dlq_header::REASON),
+        error: header(dlq_header::ERROR),
+        original_sequence: header(dlq_header::ORIGINAL_SEQUENCE),
+        attempts: header(dlq_header::ATTEMPTS),
+        body_preview: String::from_utf8_lossy(preview).escape_debug().to_string(),
+        body: message.payload,
+    }))
+}

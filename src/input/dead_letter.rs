@@ -1,0 +1,110 @@
+//! Dead letters: events the worker will never apply, kept with their reason in the stream
+//! `NOTIFICATIONS_DLQ` (subjects `dlq.<original subject>`), body untouched.
+
+use super::Delivery;
+use crate::domain::Reason;
+use anyhow::Context;
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use std::time::Duration;
+
+pub const DLQ_STREAM: &str = "NOTIFICATIONS_DLQ";
+pub const DLQ_PREFIX: &str = "dlq.";
+const DLQ_FILTER: &str = "dlq.notifications.>";
+
+/// Header names (part of the contract: operators' tools read them).
+pub mod header {
+    pub const REASON: &str = "Dlq-Reason";
+    pub const ERROR: &str = "Dlq-Error";
+    pub const ORIGINAL_SUBJECT: &str = "Dlq-Original-Subject";
+    pub const ORIGINAL_SEQUENCE: &str = "Dlq-Original-Sequence";
+    pub const ATTEMPTS: &str = "Dlq-Attempts";
+}
+
+/// A repeated dead-lettering of one message (a redelivery after a crash between the dead
+/// letter and the ack) is dropped by the stream's duplicate window, keyed by `Nats-Msg-Id`.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// `Dlq-Error` is cut to this many bytes (headers travel with every message).
+const MAX_ERROR_BYTES: usize = 512;
+
+#[derive(Clone)]
+pub struct DeadLetters {
+    js: jetstream::Context,
+    /// The stream the originals come from, part of each `Nats-Msg-Id`.
+    source_stream: String,
+}
+
+impl DeadLetters {
+    /// Uses the dead-letter stream, creating it when absent.
+    pub async fn ensure(js: &jetstream::Context, source_stream: &str) -> anyhow::Result<DeadLetters> {
+        ensure_stream(js).await?;
+        Ok(DeadLetters {
+            js: js.clone(),
+            source_stream: source_stream.to_owned(),
+        })
+    }
+
+    /// Stores `delivery` as a dead letter and returns once the server has acknowledged it,
+    /// so the caller may then acknowledge the original.
+    pub async fn send(&self, delivery: &Delivery, reason: Reason, error: &str) -> Result<(), String> {
+        let sequence = delivery.stream_sequence.unwrap_or(0);
+        let message = PublishMessage::build()
+            .payload(delivery.body.clone())
+            .message_id(format!("{}:{sequence}", self.source_stream))
+            .header(header::REASON, reason.code())
+            .header(header::ERROR, header_safe(error).as_str())
+            .header(header::ORIGINAL_SUBJECT, delivery.subject.as_str())
+            .header(header::ORIGINAL_SEQUENCE, sequence.to_string().as_str())
+            .header(header::ATTEMPTS, delivery.delivered.to_string().as_str());
+        let subject = format!("{DLQ_PREFIX}{}", delivery.subject);
+        let ack = self
+            .js
+            .send_publish(subject, message)
+            .await
+            .map_err(|error| format!("cannot publish the dead letter: {error}"))?;
+        ack.await
+            .map_err(|error| format!("the dead-letter stream did not store it: {error}"))?;
+        Ok(())
+    }
+}
+
+pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: DLQ_STREAM.to_owned(),
+        subjects: vec![DLQ_FILTER.to_owned()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("cannot read or create the dead-letter stream {DLQ_STREAM}"))
+}
+
+/// One line, at most [`MAX_ERROR_BYTES`], cut on a character boundary.
+fn header_safe(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > MAX_ERROR_BYTES {
+        let mut end = MAX_ERROR_BYTES;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_one_bounded_line() {
+        assert_eq!(header_safe("a\r\nb"), "a  b");
+        let long = "é".repeat(600);
+        let cut = header_safe(&long);
+        assert!(cut.len() <= MAX_ERROR_BYTES && cut.chars().all(|c| c == 'é'));
+    }
+}
