@@ -366,6 +366,11 @@ impl Worker {
         }
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
     /// SIGKILL: no chance to ack or flush anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -467,4 +472,27 @@ pub fn shared_events() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// Every message in the dead-letter stream, oldest first (empty when it does not exist).
+pub async fn dead_letters(nats: &NatsServer) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let js = nats.jetstream().await;
+    let Ok(mut stream) = js.get_stream("NOTIFICATIONS_DLQ").await else {
+        return Vec::new();
+    };
+    let state = stream.info().await.unwrap().state.clone();
+    let mut letters = Vec::new();
+    if state.messages == 0 {
+        return letters;
+    }
+    for sequence in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            letters.push(message);
+        }
+    }
+    letters
+}
+
+pub fn header(message: &async_nats::jetstream::message::StreamMessage, name: &str) -> String {
+    message.headers.get(name).map(|value| value.to_string()).unwrap_or_default()
 }

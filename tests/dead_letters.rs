@@ -1,0 +1,181 @@
+//! Dead letters: what goes there, with which headers, and `dlq list|replay|purge`.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_event_is_dead_lettered_untouched_with_its_reason_before_the_ack() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
+    let js = nats.jetstream().await;
+    let body = std::fs::read(shared_events().join("invalid/notifications.comment.like--invalid_field.json")).unwrap();
+    let seq = publish(&js, "notifications.comment.like", body.clone()).await;
+
+    eventually("a dead letter", WITHIN, || async { dead_letters(&nats).await.len() == 1 }).await;
+    let letter = &dead_letters(&nats).await[0];
+    assert_eq!(letter.subject.as_str(), "dlq.notifications.comment.like");
+    assert_eq!(letter.payload.as_ref(), body.as_slice(), "body untouched");
+    assert_eq!(header(letter, "Dlq-Reason"), "invalid_field");
+    assert!(header(letter, "Dlq-Error").contains("user_picture"), "{}", header(letter, "Dlq-Error"));
+    assert_eq!(header(letter, "Dlq-Original-Subject"), "notifications.comment.like");
+    assert_eq!(header(letter, "Dlq-Original-Sequence"), seq.to_string());
+    assert_eq!(header(letter, "Dlq-Attempts"), "1");
+    assert_eq!(header(letter, "Nats-Msg-Id"), format!("NOTIFICATIONS:{seq}"));
+    eventually("the original to be acknowledged", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
+    assert_eq!(worker.outcome_of(seq).as_deref(), Some("invalid:invalid_field"));
+    assert_eq!(count_rows(dir.path()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_lettering_the_same_message_twice_keeps_one_copy() {
+    // A crash between the dead letter and the ack redelivers the original; the second dead
+    // letter carries the same Nats-Msg-Id and the stream drops it.
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = command(dir.path(), &base_env(&nats, dir.path())).arg("setup").output().unwrap();
+    assert!(setup.status.success());
+    let js = nats.jetstream().await;
+    for _ in 0..2 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", "NOTIFICATIONS:7");
+        headers.insert("Dlq-Reason", "invalid_json");
+        js.publish_with_headers("dlq.notifications.post.like", headers, "{".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_eq!(dead_letters(&nats).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_too_often_is_dead_lettered_with_max_deliveries() {
+    use async_nats::jetstream::consumer;
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let stream = js
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "NOTIFICATIONS".into(),
+            subjects: vec!["notifications.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // An existing consumer, used as it is: 4 deliveries at most, a short AckWait.
+    let crashing: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("notification-worker".into()),
+            filter_subject: "notifications.>".into(),
+            ack_wait: Duration::from_millis(500),
+            max_deliver: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish(&js, "notifications.post.like", like("user-1", "user-2", "post-1")).await;
+    // Three deliveries that are never settled, as if a worker crashed on it each time.
+    for delivery in 1..=3 {
+        let mut batch = crashing.fetch().max_messages(1).expires(Duration::from_secs(5)).messages().await.unwrap();
+        loop {
+            if let Some(message) = futures::StreamExt::next(&mut batch).await {
+                assert_eq!(message.unwrap().info().unwrap().delivered, delivery);
+                break;
+            }
+            batch = crashing.batch().max_messages(1).expires(Duration::from_secs(2)).messages().await.unwrap();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
+    eventually("the over-delivered event in the dead letters", WITHIN, || async {
+        dead_letters(&nats).await.len() == 1
+    })
+    .await;
+    let letter = &dead_letters(&nats).await[0];
+    assert_eq!(header(letter, "Dlq-Reason"), "max_deliveries");
+    assert_eq!(header(letter, "Dlq-Attempts"), "4");
+    assert_eq!(count_rows(dir.path()), 0, "not applied on its last delivery");
+    assert_eq!(worker.count("dead_lettered"), 1);
+}
+
+fn dlq_cli(dir: &std::path::Path, env: &[(&'static str, String)], args: &[&str]) -> (i32, String, String) {
+    let output = command(dir, env).arg("dlq").args(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_replay_and_purge_work_as_an_operator_expects() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    let worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    publish(&js, "notifications.post.like", "not json").await;
+    publish(&js, "notifications.post.like", r#"{"owner":"user-1"}"#).await;
+    // A valid event that reached the dead letters some other way (e.g. a store outage
+    // handled by hand): replaying it must store it.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Dlq-Reason", "store_rejected");
+    headers.insert("Dlq-Original-Subject", "notifications.post.like");
+    js.publish_with_headers("dlq.notifications.post.like", headers, like("user-1", "user-2", "post-1").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    eventually("three dead letters", WITHIN, || async { dead_letters(&nats).await.len() == 3 }).await;
+
+    let (code, out, _) = dlq_cli(dir.path(), &env, &["list", "--json"]);
+    assert_eq!(code, 0);
+    let listed: Vec<serde_json::Value> = out.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let reasons: Vec<&str> = listed.iter().map(|letter| letter["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 3);
+    assert!(reasons.contains(&"invalid_json") && reasons.contains(&"missing_field") && reasons.contains(&"store_rejected"));
+    assert!(listed.iter().all(|letter| letter["subject"] == "notifications.post.like"));
+    let (_, text, _) = dlq_cli(dir.path(), &env, &["list", "--limit", "1"]);
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains("not json"), "a body preview: {text}");
+
+    let sequence_of = |reason: &str| {
+        listed.iter().find(|letter| letter["reason"] == reason).unwrap()["sequence"].as_u64().unwrap().to_string()
+    };
+    let (code, out, _) = dlq_cli(dir.path(), &env, &["replay", "--seq", &sequence_of("store_rejected"), "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("would replay"), "{out}");
+    assert_eq!(dead_letters(&nats).await.len(), 3, "a dry run changes nothing");
+
+    let (code, out, err) = dlq_cli(dir.path(), &env, &["replay", "--seq", &sequence_of("store_rejected")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("replayed 1"), "{out}");
+    wait_until("the replayed event to be stored", WITHIN, || count_rows(dir.path()) == 1);
+    assert_eq!(dead_letters(&nats).await.len(), 2);
+
+    // Still invalid: it comes back once, with its reason, and stays there (no loop).
+    let (code, _, err) = dlq_cli(dir.path(), &env, &["replay", "--all"]);
+    assert_eq!(code, 0, "{err}");
+    eventually("the invalid events back in the dead letters", WITHIN, || async {
+        worker.count("invalid") == 4 && dead_letters(&nats).await.len() == 2
+    })
+    .await;
+    let letters = dead_letters(&nats).await;
+    let mut reasons: Vec<String> = letters.iter().map(|letter| header(letter, "Dlq-Reason")).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["invalid_json", "missing_field"]);
+
+    let (code, _, err) = dlq_cli(dir.path(), &env, &["purge"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--yes"), "{err}");
+    let (code, out, _) = dlq_cli(dir.path(), &env, &["purge", "--yes"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("purged 2"), "{out}");
+    assert!(dead_letters(&nats).await.is_empty());
+    let (_, _, err) = dlq_cli(dir.path(), &env, &["list"]);
+    assert!(err.contains("no dead letters"), "{err}");
+}
