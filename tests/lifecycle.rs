@@ -2,73 +2,10 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::Duration;
 use support::*;
 
 const WITHIN: Duration = Duration::from_secs(120);
-
-/// Publishes `count` likes with distinct keys, as fast as the stream acknowledges them.
-async fn publish_backlog(js: &async_nats::jetstream::Context, count: usize) {
-    let mut pending = Vec::with_capacity(1000);
-    for i in 0..count {
-        let body = like(&format!("owner-{}", i % 97), &format!("fan-{i}"), "post-1");
-        pending.push(js.publish("notifications.post.like", body.into()).await.unwrap());
-        if pending.len() == 1000 {
-            for ack in pending.drain(..) {
-                ack.await.unwrap();
-            }
-        }
-    }
-    for ack in pending {
-        ack.await.unwrap();
-    }
-}
-
-fn distinct_ids(dir: &std::path::Path) -> usize {
-    let connection = sqlite(dir);
-    let mut statement = connection.prepare("SELECT id FROM notifications").unwrap();
-    let ids: HashSet<String> = statement
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    ids.len()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_backlog_loses_and_doubles_nothing_after_restart() {
-    let nats = NatsServer::start();
-    // Short AckWait so that what the killed worker held is redelivered within the test.
-    create_consumer_with_ack_wait(&nats, Duration::from_secs(2)).await;
-    let js = nats.jetstream().await;
-    const EVENTS: usize = 20_000;
-    publish_backlog(&js, EVENTS).await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    let mut worker = Worker::start(dir.path(), &env);
-    wait_until("the worker to be part way through", WITHIN, || {
-        count_rows(dir.path()) >= 1000
-    });
-    worker.kill();
-    let stored_at_kill = count_rows(dir.path());
-    assert!(
-        stored_at_kill < EVENTS as i64,
-        "the backlog should not be done yet ({stored_at_kill})"
-    );
-
-    let _restarted = Worker::start(dir.path(), &env);
-    wait_until("every event to be stored", WITHIN, || {
-        count_rows(dir.path()) == EVENTS as i64
-    });
-    eventually("the consumer to be drained", WITHIN, || async {
-        consumer_backlog(&nats).await == (0, 0)
-    })
-    .await;
-    assert_eq!(count_rows(dir.path()), EVENTS as i64);
-    assert_eq!(distinct_ids(dir.path()), EVENTS);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_on_one_consumer_apply_each_event_once() {

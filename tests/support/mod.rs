@@ -151,24 +151,44 @@ impl Drop for NatsServer {
     }
 }
 
-/// A private dynalite (DynamoDB-compatible) server, pinned in tests/dynalite.
+/// A private dynalite (DynamoDB-compatible) server, pinned in tests/dynalite. On disk
+/// (`start_on_disk`) it keeps its tables across `stop` and `restart`.
 pub struct Dynalite {
     pub port: u16,
-    child: Child,
+    data: Option<tempfile::TempDir>,
+    child: Option<Child>,
 }
 
 impl Dynalite {
     pub fn start() -> Dynalite {
+        Dynalite::launch(None)
+    }
+
+    pub fn start_on_disk() -> Dynalite {
+        Dynalite::launch(Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn launch(data: Option<tempfile::TempDir>) -> Dynalite {
+        let mut server = Dynalite {
+            port: free_port(),
+            data,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
         let node = require_program("node", "install Node.js 20 (apt-get install nodejs npm)");
         let cli = Path::new(MANIFEST_DIR).join("tests/dynalite/node_modules/dynalite/cli.js");
         assert!(
             cli.is_file(),
             "dynalite is not installed: run scripts/test-deps.sh (npm ci in tests/dynalite)"
         );
-        let port = free_port();
-        let child = Command::new(node)
+        let mut command = Command::new(node);
+        command
             .arg(cli)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--createTableMs",
                 "0",
@@ -178,30 +198,51 @@ impl Dynalite {
                 "0",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dynalite starts");
+            .stderr(Stdio::null());
+        if let Some(data) = &self.data {
+            command.arg("--path").arg(data.path());
+        }
+        self.child = Some(command.spawn().expect("dynalite starts"));
+        let port = self.port;
         wait_until("dynalite to accept connections", Duration::from_secs(20), || {
             port_answers(port)
         });
-        Dynalite { port, child }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            let _ = child.wait();
+        }
+        let port = self.port;
+        wait_until("dynalite to stop", Duration::from_secs(10), || {
+            !port_answers(port)
+        });
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A store talking to this server, for checks from the test itself.
-    pub async fn store(&self, table: &str) -> notification_worker::store::DynamoDbStore {
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let credentials =
             aws_sdk_dynamodb::config::Credentials::new(AWS_ACCESS_KEY, AWS_SECRET_KEY, None, None, "tests");
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(AWS_REGION))
             .endpoint_url(self.endpoint())
             .credentials_provider(credentials)
             .load()
-            .await;
-        notification_worker::store::DynamoDbStore::with_config(&config, table)
+            .await
+    }
+
+    /// A store talking to this server, for checks from the test itself.
+    pub async fn store(&self, table: &str) -> notification_worker::store::DynamoDbStore {
+        notification_worker::store::DynamoDbStore::with_config(&self.sdk_config().await, table)
     }
 
     /// What a worker process needs to reach this server.
@@ -220,8 +261,10 @@ impl Dynalite {
 
 impl Drop for Dynalite {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -368,7 +411,9 @@ impl Worker {
 
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| child.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().unwrap().is_none())
     }
 
     /// SIGKILL: no chance to ack or flush anything.
@@ -494,5 +539,37 @@ pub async fn dead_letters(nats: &NatsServer) -> Vec<async_nats::jetstream::messa
 }
 
 pub fn header(message: &async_nats::jetstream::message::StreamMessage, name: &str) -> String {
-    message.headers.get(name).map(|value| value.to_string()).unwrap_or_default()
+    message
+        .headers
+        .get(name)
+        .map(|value| value.to_string())
+        .unwrap_or_default()
+}
+
+/// Publishes `count` likes with distinct keys, as fast as the stream acknowledges them.
+pub async fn publish_backlog(js: &async_nats::jetstream::Context, count: usize) {
+    let mut pending = Vec::with_capacity(1000);
+    for i in 0..count {
+        let body = like(&format!("owner-{}", i % 97), &format!("fan-{i}"), "post-1");
+        pending.push(js.publish("notifications.post.like", body.into()).await.unwrap());
+        if pending.len() == 1000 {
+            for ack in pending.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.unwrap();
+    }
+}
+
+pub fn distinct_ids(dir: &std::path::Path) -> usize {
+    let connection = sqlite(dir);
+    let mut statement = connection.prepare("SELECT id FROM notifications").unwrap();
+    let ids: std::collections::HashSet<String> = statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids.len()
 }
