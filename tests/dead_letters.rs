@@ -13,20 +13,34 @@ async fn an_invalid_event_is_dead_lettered_untouched_with_its_reason_before_the_
     let dir = tempfile::tempdir().unwrap();
     let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
     let js = nats.jetstream().await;
-    let body = std::fs::read(shared_events().join("invalid/notifications.comment.like--invalid_field.json")).unwrap();
+    let body = std::fs::read(shared_events().join("invalid/notifications.comment.like--invalid_field.json"))
+        .unwrap();
     let seq = publish(&js, "notifications.comment.like", body.clone()).await;
 
-    eventually("a dead letter", WITHIN, || async { dead_letters(&nats).await.len() == 1 }).await;
+    eventually("a dead letter", WITHIN, || async {
+        dead_letters(&nats).await.len() == 1
+    })
+    .await;
     let letter = &dead_letters(&nats).await[0];
     assert_eq!(letter.subject.as_str(), "dlq.notifications.comment.like");
     assert_eq!(letter.payload.as_ref(), body.as_slice(), "body untouched");
     assert_eq!(header(letter, "Dlq-Reason"), "invalid_field");
-    assert!(header(letter, "Dlq-Error").contains("user_picture"), "{}", header(letter, "Dlq-Error"));
-    assert_eq!(header(letter, "Dlq-Original-Subject"), "notifications.comment.like");
+    assert!(
+        header(letter, "Dlq-Error").contains("user_picture"),
+        "{}",
+        header(letter, "Dlq-Error")
+    );
+    assert_eq!(
+        header(letter, "Dlq-Original-Subject"),
+        "notifications.comment.like"
+    );
     assert_eq!(header(letter, "Dlq-Original-Sequence"), seq.to_string());
     assert_eq!(header(letter, "Dlq-Attempts"), "1");
     assert_eq!(header(letter, "Nats-Msg-Id"), format!("NOTIFICATIONS:{seq}"));
-    eventually("the original to be acknowledged", WITHIN, || async { consumer_backlog(&nats).await == (0, 0) }).await;
+    eventually("the original to be acknowledged", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
     assert_eq!(worker.outcome_of(seq).as_deref(), Some("invalid:invalid_field"));
     assert_eq!(count_rows(dir.path()), 0);
 }
@@ -37,7 +51,10 @@ async fn dead_lettering_the_same_message_twice_keeps_one_copy() {
     // letter carries the same Nats-Msg-Id and the stream drops it.
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let setup = command(dir.path(), &base_env(&nats, dir.path())).arg("setup").output().unwrap();
+    let setup = command(dir.path(), &base_env(&nats, dir.path()))
+        .arg("setup")
+        .output()
+        .unwrap();
     assert!(setup.status.success());
     let js = nats.jetstream().await;
     for _ in 0..2 {
@@ -80,13 +97,25 @@ async fn a_message_delivered_too_often_is_dead_lettered_with_max_deliveries() {
     publish(&js, "notifications.post.like", like("user-1", "user-2", "post-1")).await;
     // Three deliveries that are never settled, as if a worker crashed on it each time.
     for delivery in 1..=3 {
-        let mut batch = crashing.fetch().max_messages(1).expires(Duration::from_secs(5)).messages().await.unwrap();
+        let mut batch = crashing
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap();
         loop {
             if let Some(message) = futures::StreamExt::next(&mut batch).await {
                 assert_eq!(message.unwrap().info().unwrap().delivered, delivery);
                 break;
             }
-            batch = crashing.batch().max_messages(1).expires(Duration::from_secs(2)).messages().await.unwrap();
+            batch = crashing
+                .batch()
+                .max_messages(1)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .unwrap();
         }
     }
     let dir = tempfile::tempdir().unwrap();
@@ -125,36 +154,70 @@ async fn dlq_list_replay_and_purge_work_as_an_operator_expects() {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Dlq-Reason", "store_rejected");
     headers.insert("Dlq-Original-Subject", "notifications.post.like");
-    js.publish_with_headers("dlq.notifications.post.like", headers, like("user-1", "user-2", "post-1").into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    eventually("three dead letters", WITHIN, || async { dead_letters(&nats).await.len() == 3 }).await;
+    js.publish_with_headers(
+        "dlq.notifications.post.like",
+        headers,
+        like("user-1", "user-2", "post-1").into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    eventually("three dead letters", WITHIN, || async {
+        dead_letters(&nats).await.len() == 3
+    })
+    .await;
 
     let (code, out, _) = dlq_cli(dir.path(), &env, &["list", "--json"]);
     assert_eq!(code, 0);
-    let listed: Vec<serde_json::Value> = out.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    let reasons: Vec<&str> = listed.iter().map(|letter| letter["reason"].as_str().unwrap()).collect();
+    let listed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let reasons: Vec<&str> = listed
+        .iter()
+        .map(|letter| letter["reason"].as_str().unwrap())
+        .collect();
     assert_eq!(reasons.len(), 3);
-    assert!(reasons.contains(&"invalid_json") && reasons.contains(&"missing_field") && reasons.contains(&"store_rejected"));
-    assert!(listed.iter().all(|letter| letter["subject"] == "notifications.post.like"));
+    assert!(
+        reasons.contains(&"invalid_json")
+            && reasons.contains(&"missing_field")
+            && reasons.contains(&"store_rejected")
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|letter| letter["subject"] == "notifications.post.like")
+    );
     let (_, text, _) = dlq_cli(dir.path(), &env, &["list", "--limit", "1"]);
     assert_eq!(text.lines().count(), 1);
     assert!(text.contains("not json"), "a body preview: {text}");
 
     let sequence_of = |reason: &str| {
-        listed.iter().find(|letter| letter["reason"] == reason).unwrap()["sequence"].as_u64().unwrap().to_string()
+        listed.iter().find(|letter| letter["reason"] == reason).unwrap()["sequence"]
+            .as_u64()
+            .unwrap()
+            .to_string()
     };
-    let (code, out, _) = dlq_cli(dir.path(), &env, &["replay", "--seq", &sequence_of("store_rejected"), "--dry-run"]);
+    let (code, out, _) = dlq_cli(
+        dir.path(),
+        &env,
+        &["replay", "--seq", &sequence_of("store_rejected"), "--dry-run"],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("would replay"), "{out}");
     assert_eq!(dead_letters(&nats).await.len(), 3, "a dry run changes nothing");
 
-    let (code, out, err) = dlq_cli(dir.path(), &env, &["replay", "--seq", &sequence_of("store_rejected")]);
+    let (code, out, err) = dlq_cli(
+        dir.path(),
+        &env,
+        &["replay", "--seq", &sequence_of("store_rejected")],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("replayed 1"), "{out}");
-    wait_until("the replayed event to be stored", WITHIN, || count_rows(dir.path()) == 1);
+    wait_until("the replayed event to be stored", WITHIN, || {
+        count_rows(dir.path()) == 1
+    });
     assert_eq!(dead_letters(&nats).await.len(), 2);
 
     // Still invalid: it comes back once, with its reason, and stays there (no loop).
@@ -165,7 +228,10 @@ async fn dlq_list_replay_and_purge_work_as_an_operator_expects() {
     })
     .await;
     let letters = dead_letters(&nats).await;
-    let mut reasons: Vec<String> = letters.iter().map(|letter| header(letter, "Dlq-Reason")).collect();
+    let mut reasons: Vec<String> = letters
+        .iter()
+        .map(|letter| header(letter, "Dlq-Reason"))
+        .collect();
     reasons.sort();
     assert_eq!(reasons, ["invalid_json", "missing_field"]);
 
