@@ -234,7 +234,13 @@ fn parse_picture(value: &Option<Value>, allow_http: bool) -> Result<Option<Strin
     let url = url::Url::parse(text)
         .map_err(|_| Rejection::invalid("user_picture", format!("must be {expected}")))?;
     let scheme_ok = url.scheme() == "https" || (allow_http && url.scheme() == "http");
-    if !scheme_ok || url.host_str().is_none_or(str::is_empty) {
+    // The url crate (WHATWG rules) also reads `https:host`, `https:///host` and `\` as `/`,
+    // which other URL parsers read differently: require `scheme://host` and no backslash.
+    let written_as_parsed = !text.contains('\\')
+        && text.split_once("://").is_some_and(|(scheme, rest)| {
+            scheme.eq_ignore_ascii_case(url.scheme()) && !rest.starts_with('/')
+        });
+    if !scheme_ok || !written_as_parsed || url.host_str().is_none_or(str::is_empty) {
         return Err(Rejection::invalid("user_picture", format!("must be {expected}")));
     }
     Ok(Some(text.to_owned()))

@@ -10,7 +10,7 @@ mod id;
 mod notification;
 mod rejection;
 
-pub use event::{Decision, EventPolicy, parse_event};
+pub use event::{Decision, EventPolicy, MAX_BODY_BYTES, parse_event};
 pub use event_type::{ACTIONS, Action, EventType, Operation, SUBJECT_FILTER, SUBJECT_PREFIX, SUBJECTS};
 pub use id::Id;
 pub use notification::{ActionKey, Change, FeedItem, Notification, ResourceType, Timestamp};

@@ -18,6 +18,8 @@ pub mod header {
     pub const ORIGINAL_SUBJECT: &str = "Dlq-Original-Subject";
     pub const ORIGINAL_SEQUENCE: &str = "Dlq-Original-Sequence";
     pub const ATTEMPTS: &str = "Dlq-Attempts";
+    /// Set (to the original size in bytes) only when the body had to be cut: see `send`.
+    pub const TRUNCATED: &str = "Dlq-Truncated";
 }
 
 /// A repeated dead-lettering of one message (a redelivery after a crash between the dead
@@ -25,6 +27,10 @@ pub mod header {
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 /// `Dlq-Error` is cut to this many bytes (headers travel with every message).
 const MAX_ERROR_BYTES: usize = 512;
+/// Room kept for the headers when checking a dead letter against the server's max payload.
+const HEADER_ROOM: usize = 2048;
+/// What is kept of a body too large to be dead-lettered whole.
+const TRUNCATED_BODY_BYTES: usize = crate::domain::MAX_BODY_BYTES;
 
 #[derive(Clone)]
 pub struct DeadLetters {
@@ -47,14 +53,31 @@ impl DeadLetters {
     /// so the caller may then acknowledge the original.
     pub async fn send(&self, delivery: &Delivery, reason: Reason, error: &str) -> Result<(), String> {
         let sequence = delivery.stream_sequence.unwrap_or(0);
-        let message = PublishMessage::build()
-            .payload(delivery.body.clone())
+        // The body goes untouched, except in one case: a body that the publisher squeezed
+        // under the server's max payload no longer fits once the headers are added. Keep
+        // its first 64 KiB and say so, rather than failing to dead-letter it forever.
+        let max_payload = self.js.client().server_info().max_payload;
+        let (body, truncated_from) = if delivery.body.len() + HEADER_ROOM > max_payload {
+            (
+                delivery
+                    .body
+                    .slice(..TRUNCATED_BODY_BYTES.min(delivery.body.len())),
+                Some(delivery.body.len()),
+            )
+        } else {
+            (delivery.body.clone(), None)
+        };
+        let mut message = PublishMessage::build()
+            .payload(body)
             .message_id(format!("{}:{sequence}", self.source_stream))
             .header(header::REASON, reason.code())
             .header(header::ERROR, header_safe(error).as_str())
             .header(header::ORIGINAL_SUBJECT, delivery.subject.as_str())
             .header(header::ORIGINAL_SEQUENCE, sequence.to_string().as_str())
             .header(header::ATTEMPTS, delivery.delivered.to_string().as_str());
+        if let Some(size) = truncated_from {
+            message = message.header(header::TRUNCATED, size.to_string().as_str());
+        }
         let subject = format!("{DLQ_PREFIX}{}", delivery.subject);
         let ack = self
             .js

@@ -360,17 +360,18 @@ impl Worker {
             .count()
     }
 
-    /// The `reason` logged for invalid events, by stream sequence.
+    /// The outcome logged for a stream sequence: `created`, `duplicate`, ..., or
+    /// `invalid:<reason>` / `dead_lettered:<reason>` for rejected events.
     pub fn outcome_of(&self, stream_seq: u64) -> Option<String> {
         self.events()
             .iter()
-            .find(|event| event["stream_seq"] == stream_seq)
+            .find(|event| event["stream_seq"] == stream_seq && event["outcome"].is_string())
             .map(|event| {
-                event["reason"]
-                    .as_str()
-                    .map(|reason| format!("invalid:{reason}"))
-                    .or_else(|| event["outcome"].as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                let outcome = event["outcome"].as_str().unwrap_or_default();
+                match event["reason"].as_str() {
+                    Some(reason) => format!("{outcome}:{reason}"),
+                    None => outcome.to_owned(),
+                }
             })
     }
 
