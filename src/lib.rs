@@ -9,11 +9,13 @@
 //! - [`store`]: the [`store::NotificationStore`] contract, SQLite and DynamoDB.
 //!
 //! At the edges: [`config`] (one typed tree from flags, environment and `.env`),
-//! [`telemetry`] (logs) and [`cli`] (the commands).
+//! [`telemetry`] (logs, metrics, readiness), [`http`] (health and metrics endpoints) and
+//! [`cli`] (the commands).
 
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod input;
 pub mod processing;
 pub mod store;

@@ -163,6 +163,10 @@ async fn setup_is_idempotent(store: &impl NotificationStore) {
     );
 }
 
+async fn probe_answers_once_set_up(store: &impl NotificationStore) {
+    store.probe().await.unwrap();
+}
+
 async fn concurrent_changes_to_different_keys(store: &impl NotificationStore) {
     let changes: Vec<Change> = (0..200)
         .map(|i| like_at("user-1", &format!("fan-{i}"), "post-1", 1_765_318_000 + i))
@@ -184,7 +188,7 @@ macro_rules! store_contract {
             store_contract!(@tests $fresh, create_then_read_back, duplicate_keeps_the_stored_item,
                 remove_and_remove_absent, feed_is_newest_first_per_owner_and_limited,
                 field_mapping_matches_the_existing_table, setup_is_idempotent,
-                concurrent_changes_to_different_keys);
+                concurrent_changes_to_different_keys, probe_answers_once_set_up);
         }
     };
     (@tests $fresh:path, $($check:ident),+) => {
@@ -217,4 +221,14 @@ mod fresh {
 }
 
 store_contract!(sqlite, fresh::sqlite);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_report_a_missing_schema_or_table() {
+    let (sqlite, _dir) = fresh::sqlite().await;
+    let error = sqlite.probe().await.unwrap_err();
+    assert!(error.message.contains("notification-worker setup"), "{error}");
+    let (dynamodb, _server) = fresh::dynamodb().await;
+    let error = dynamodb.probe().await.unwrap_err();
+    assert!(error.message.contains("notification-worker setup"), "{error}");
+}
 store_contract!(dynamodb, fresh::dynamodb);

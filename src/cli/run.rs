@@ -1,36 +1,41 @@
 //! `notification-worker run`: connect, make sure everything exists, consume until a signal.
 
 use crate::config::{Config, Environment, NatsMode};
+use crate::http::{self, HttpState};
 use crate::input::{self, DeadLetters, Source};
-use crate::processing::{self, StoreHealth, WorkerSettings};
+use crate::processing::{self, Observers, WorkerSettings};
 use crate::store::{AnyStore, NotificationStore};
+use crate::telemetry::readiness::Readiness;
 use anyhow::Context;
+use async_nats::jetstream::consumer::PullConsumer;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long shutdown waits for in-flight events (Kubernetes gives 30 s by default).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How often readiness looks at NATS and probes the store.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the consumer's backlog is read for `notification_worker_consumer_pending`.
+const PENDING_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let store = Arc::new(AnyStore::open(&config.store).await?);
     if config.environment == Environment::Development {
         store.setup().await.context("cannot prepare the store")?;
     }
     let client = input::connect(&config.nats, "notification-worker").await?;
-    let (source, dead_letters, limits) = match config.nats.mode {
+    let (source, dead_letters, limits, consumer) = match config.nats.mode {
         NatsMode::JetStream => {
             let js = async_nats::jetstream::new(client.clone());
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
             let (consumer, limits) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
             let dead_letters = DeadLetters::ensure(&js, &config.nats.stream).await?;
-            (
-                Source::JetStream(Box::new(consumer)),
-                Some(dead_letters),
-                Some(limits),
-            )
+            let source = Source::JetStream(Box::new(consumer.clone()));
+            (source, Some(dead_letters), Some(limits), Some(consumer))
         }
-        NatsMode::Core => (Source::core(&client).await?, None, None),
+        NatsMode::Core => (Source::core(&client).await?, None, None, None),
     };
     let settings = WorkerSettings {
         in_flight: store.in_flight_limit(config.concurrency),
@@ -39,12 +44,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         allow_http_pictures: config.environment == Environment::Development,
         shutdown_grace: SHUTDOWN_GRACE,
     };
+
+    let shutdown = CancellationToken::new();
+    let observers = Observers::default();
+    let readiness = Arc::new(Readiness::default());
+    let background = CancellationToken::new();
+    tokio::spawn(watch_readiness(
+        client.clone(),
+        Arc::clone(&store),
+        Arc::clone(&readiness),
+        observers.clone(),
+        background.clone(),
+    ));
+    if let Some(consumer) = consumer {
+        tokio::spawn(watch_backlog(consumer, observers.clone(), background.clone()));
+    }
+    let http = match config.http_addr {
+        Some(addr) => {
+            let state = HttpState {
+                metrics: Arc::clone(&observers.metrics),
+                readiness,
+                health: Arc::clone(&observers.health),
+            };
+            let (bound, server) = http::start(addr, state, background.clone()).await?;
+            tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+            Some(server)
+        }
+        None => None,
+    };
+
     tracing::info!(
         store = %store.describe(),
         nats_mode = ?config.nats.mode,
         stream = %config.nats.stream,
         consumer = %config.nats.consumer,
         in_flight = settings.in_flight,
+        startup_ms = started.elapsed().as_millis() as u64,
         "worker started"
     );
     if config.nats.mode == NatsMode::Core {
@@ -54,17 +89,64 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let health = Arc::new(StoreHealth::default());
-    processing::run(source, store, dead_letters, health, settings, shutdown).await;
+    processing::run(source, store, dead_letters, observers, settings, shutdown).await;
 
     // Acks are fire-and-forget publishes: make sure they have left before exiting.
     if let Err(error) = client.flush().await {
         tracing::warn!(%error, "could not flush the last acknowledgements; those events will be redelivered");
     }
+    background.cancel();
+    if let Some(server) = http {
+        let _ = server.await;
+    }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Keeps readiness and `nats_connected` current: NATS state every second, a store probe
+/// every second (cheap: `SELECT 1` or DescribeTable).
+async fn watch_readiness(
+    client: async_nats::Client,
+    store: Arc<AnyStore>,
+    readiness: Arc<Readiness>,
+    observers: Observers,
+    stop: CancellationToken,
+) {
+    let mut last_problem: Option<String> = None;
+    loop {
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        readiness.set_nats_connected(connected);
+        observers.metrics.set_nats_connected(connected);
+        let problem = store.probe().await.err().map(|error| error.message);
+        if problem != last_problem {
+            match &problem {
+                Some(problem) => tracing::warn!(problem, "store probe failed: not ready"),
+                None if last_problem.is_some() => tracing::info!("store probe answers again"),
+                None => {}
+            }
+        }
+        readiness.set_store(problem.clone());
+        last_problem = problem;
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Reads the consumer's backlog for autoscalers (`notification_worker_consumer_pending`).
+async fn watch_backlog(mut consumer: PullConsumer, observers: Observers, stop: CancellationToken) {
+    loop {
+        match consumer.info().await {
+            Ok(info) => observers.metrics.set_consumer_pending(info.num_pending),
+            Err(error) => tracing::debug!(%error, "cannot read the consumer's backlog"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PENDING_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

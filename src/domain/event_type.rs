@@ -193,6 +193,15 @@ impl EventType {
     }
 }
 
+/// The low-cardinality name of a subject for logs and metrics: the table row's name, or
+/// `other` (also for subjects that are not valid at all).
+pub fn event_type_label(subject: &str) -> &'static str {
+    SUBJECTS
+        .iter()
+        .find(|row| row.subject == subject)
+        .map_or("other", |row| row.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,9 @@ mod notification;
 mod rejection;
 
 pub use event::{Decision, EventPolicy, MAX_BODY_BYTES, parse_event};
-pub use event_type::{ACTIONS, Action, EventType, Operation, SUBJECT_FILTER, SUBJECT_PREFIX, SUBJECTS};
+pub use event_type::{
+    ACTIONS, Action, EventType, Operation, SUBJECT_FILTER, SUBJECT_PREFIX, SUBJECTS, event_type_label,
+};
 pub use id::Id;
 pub use notification::{ActionKey, Change, FeedItem, Notification, ResourceType, Timestamp};
 pub use rejection::{Reason, Rejection};

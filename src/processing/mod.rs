@@ -10,4 +10,4 @@ mod worker;
 pub use health::StoreHealth;
 pub use outcome::Outcome;
 pub use retry::{RetryDecision, decide};
-pub use worker::{WorkerSettings, run};
+pub use worker::{Observers, WorkerSettings, run};

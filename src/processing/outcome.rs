@@ -3,6 +3,7 @@
 use crate::domain::{Change, Rejection};
 use crate::input::Delivery;
 use crate::store::Applied;
+use crate::telemetry::metrics::Metrics;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,18 +31,33 @@ impl Outcome {
             Outcome::HandedBack => "handed_back",
         }
     }
+
+    /// Settled for good (counted in metrics), as opposed to handed back for another try.
+    fn is_final(&self) -> bool {
+        !matches!(self, Outcome::HandedBack)
+    }
 }
 
 /// Body bytes shown in debug logs of invalid events.
 const PREVIEW_BYTES: usize = 200;
 
-pub fn log(
+/// Logs and counts what became of one delivery; called once per delivery.
+pub fn report(
+    metrics: &Metrics,
     outcome: &Outcome,
     delivery: &Delivery,
-    event_type: &str,
+    event_type: &'static str,
     change: Option<&Change>,
     took: Duration,
 ) {
+    metrics.settled();
+    if outcome.is_final() {
+        metrics.event_settled(event_type, outcome.as_str(), took);
+    }
+    log(outcome, delivery, event_type, change, took);
+}
+
+fn log(outcome: &Outcome, delivery: &Delivery, event_type: &str, change: Option<&Change>, took: Duration) {
     let subject = delivery.subject.as_str();
     let stream_seq = delivery.stream_sequence;
     let duration_ms = took.as_micros() as f64 / 1000.0;

@@ -6,9 +6,12 @@ use super::health::StoreHealth;
 use super::ordering::{OrderKey, Sequencer};
 use super::outcome::{self, Outcome};
 use super::retry::{RetryDecision, decide};
-use crate::domain::{Change, Decision, EventPolicy, Reason, Rejection, Timestamp, parse_event};
+use crate::domain::{
+    Change, Decision, EventPolicy, Reason, Rejection, Timestamp, event_type_label, parse_event,
+};
 use crate::input::{DeadLetters, Delivery, Source};
 use crate::store::{Applied, ErrorKind, NotificationStore};
+use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -36,6 +39,13 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
 }
 
+/// What the worker reports to, and what it is told about the store's health.
+#[derive(Clone, Default)]
+pub struct Observers {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<StoreHealth>,
+}
+
 /// One valid event waiting for, or running in, its key's lane.
 struct Job {
     delivery: Delivery,
@@ -48,6 +58,7 @@ struct Job {
 
 struct Shared<S> {
     store: Arc<S>,
+    metrics: Arc<Metrics>,
     dead_letters: Option<DeadLetters>,
     health: Arc<StoreHealth>,
     sequencer: Sequencer<Job>,
@@ -62,7 +73,7 @@ pub async fn run<S: NotificationStore>(
     mut source: Source,
     store: Arc<S>,
     dead_letters: Option<DeadLetters>,
-    health: Arc<StoreHealth>,
+    observers: Observers,
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) {
@@ -70,8 +81,9 @@ pub async fn run<S: NotificationStore>(
     let grace = settings.shutdown_grace;
     let shared = Arc::new(Shared {
         store,
+        metrics: observers.metrics,
         dead_letters,
-        health,
+        health: observers.health,
         sequencer: Sequencer::new(),
         settings,
         shutdown: shutdown.clone(),
@@ -145,6 +157,7 @@ async fn dispatch<S: NotificationStore>(
     permit: OwnedSemaphorePermit,
 ) {
     let received = Instant::now();
+    shared.metrics.received();
     tracing::debug!(subject = %delivery.subject, stream_seq = delivery.stream_sequence, delivered = delivery.delivered, "received");
     if let Some(max) = shared.settings.max_deliveries
         && delivery.delivered >= max
@@ -156,7 +169,15 @@ async fn dispatch<S: NotificationStore>(
             format!("delivered {} times (limit {max})", delivery.delivered),
         );
         let outcome = reject(shared, &delivery, rejection, Outcome::DeadLettered).await;
-        outcome::log(&outcome, &delivery, "other", None, received.elapsed());
+        let event_type = event_type_label(&delivery.subject);
+        outcome::report(
+            &shared.metrics,
+            &outcome,
+            &delivery,
+            event_type,
+            None,
+            received.elapsed(),
+        );
         return;
     }
     let policy = EventPolicy {
@@ -166,16 +187,26 @@ async fn dispatch<S: NotificationStore>(
     match parse_event(&delivery.subject, &delivery.body, &policy) {
         Err(rejection) => {
             let outcome = reject(shared, &delivery, rejection, Outcome::Invalid).await;
-            outcome::log(&outcome, &delivery, "other", None, received.elapsed());
+            let event_type = event_type_label(&delivery.subject);
+            outcome::report(
+                &shared.metrics,
+                &outcome,
+                &delivery,
+                event_type,
+                None,
+                received.elapsed(),
+            );
         }
         Ok((event_type, Decision::SkipSelf { .. })) => {
             delivery.ack().await;
-            outcome::log(
+            let took = received.elapsed();
+            outcome::report(
+                &shared.metrics,
                 &Outcome::SelfSkipped,
                 &delivery,
                 event_type.name,
                 None,
-                received.elapsed(),
+                took,
             );
         }
         Ok((event_type, Decision::Apply(change))) => {
@@ -211,6 +242,7 @@ async fn reject<S>(
         .await
     {
         Ok(()) => {
+            shared.metrics.dead_lettered(rejection.reason);
             delivery.ack().await;
             outcome(rejection)
         }
@@ -239,12 +271,14 @@ async fn run_lane<S: NotificationStore>(shared: Arc<Shared<S>>, key: OrderKey, f
                 Outcome::HandedBack
             }
         };
-        outcome::log(
+        let took = job.received.elapsed();
+        outcome::report(
+            &shared.metrics,
             &outcome,
             &job.delivery,
             job.event_type,
             Some(&job.change),
-            job.received.elapsed(),
+            took,
         );
         match shared.sequencer.next(key) {
             Some(next) => job = next,
@@ -265,8 +299,15 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, key: OrderKe
     let keep_alive_every = shared.settings.ack_wait / 3;
     let mut last_keep_alive = Instant::now();
     let mut attempt = 0u32;
+    let operation = match job.change {
+        Change::Create(_) => "create",
+        Change::Remove { .. } => "remove",
+    };
     loop {
-        let error = match shared.store.apply(&job.change).await {
+        let started = Instant::now();
+        let result = shared.store.apply(&job.change).await;
+        shared.metrics.store_request(operation, started.elapsed());
+        let error = match result {
             Ok(applied) => {
                 if shared.health.resume() {
                     tracing::info!("store writable again: resuming intake");
@@ -275,6 +316,7 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, key: OrderKe
             }
             Err(error) => error,
         };
+        shared.metrics.store_error(error.kind);
         attempt += 1;
         let pause = match decide(&error, attempt) {
             RetryDecision::RetryAfter(pause) => pause,

@@ -196,6 +196,26 @@ impl NotificationStore for DynamoDbStore {
         }
     }
 
+    async fn probe(&self) -> Result<(), StoreError> {
+        match self.table_active().await? {
+            Some(true) => Ok(()),
+            Some(false) => Err(StoreError::new(
+                ErrorKind::Systemic,
+                format!(
+                    "table {} or its index {OWNER_INDEX} is not ACTIVE yet",
+                    self.table
+                ),
+            )),
+            None => Err(StoreError::new(
+                ErrorKind::Systemic,
+                format!(
+                    "table {} does not exist (run `notification-worker setup`)",
+                    self.table
+                ),
+            )),
+        }
+    }
+
     async fn feed(&self, owner: &Id, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
         let page = self
             .client

@@ -58,6 +58,10 @@ pub trait NotificationStore: Send + Sync + 'static {
 
     fn apply(&self, change: &Change) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
+    /// Answers whether the store can be used right now (reachable, schema or table present),
+    /// cheaply: it runs every few seconds for readiness.
+    fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The owner's notifications, newest first.
     fn feed(
         &self,
@@ -108,6 +112,13 @@ impl NotificationStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.apply(change).await,
             AnyStore::DynamoDb(store) => store.apply(change).await,
+        }
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.probe().await,
+            AnyStore::DynamoDb(store) => store.probe().await,
         }
     }
 

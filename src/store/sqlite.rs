@@ -240,6 +240,16 @@ impl NotificationStore for SqliteStore {
         outcome.await.map_err(|_| writer_gone())?
     }
 
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.with_reader(|connection| {
+            connection
+                .prepare_cached("SELECT 1 FROM notifications LIMIT 1")?
+                .exists([])
+                .map(|_| ())
+        })
+        .await
+    }
+
     async fn feed(&self, owner: &Id, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
         let owner = owner.to_string();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

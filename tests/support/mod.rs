@@ -574,3 +574,34 @@ pub fn distinct_ids(dir: &std::path::Path) -> usize {
         .collect();
     ids.len()
 }
+
+/// A plain HTTP/1.0 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr).expect("the HTTP listener answers");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl Worker {
+    /// The address the HTTP listener bound (start the worker with HTTP_ADDR=127.0.0.1:0).
+    pub fn http_addr(&self) -> String {
+        self.wait_for_log("serving /healthz", Duration::from_secs(10));
+        self.events()
+            .iter()
+            .find_map(|event| event["bound"].as_str().map(str::to_owned))
+            .expect("the bound address is logged")
+    }
+}

@@ -1,5 +1,8 @@
-//! Logs: structured tracing events, pretty for people in development, JSON lines for log
-//! pipelines in production.
+//! What the worker tells operators: logs (structured tracing events, pretty for people in
+//! development, JSON lines for log pipelines in production), [`metrics`] and [`readiness`].
+
+pub mod metrics;
+pub mod readiness;
 
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,251 @@
+//! Prometheus metrics. The names are part of the contract (dashboards and alerts read them);
+//! labels take few values, never user ids or error texts.
+
+use crate::domain::{Reason, SUBJECTS};
+use crate::store::ErrorKind;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::time::Duration;
+
+/// Outcomes counted in `notification_worker_events_total`. An event handed back for
+/// redelivery is not counted: it will be counted once it is settled.
+pub const OUTCOMES: [&str; 7] = [
+    "created",
+    "duplicate",
+    "removed",
+    "absent",
+    "self_skipped",
+    "invalid",
+    "dead_lettered",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event_type: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    events: Family<EventLabels, Counter>,
+    event_duration: Histogram,
+    store_duration: Family<OperationLabels, Histogram>,
+    store_errors: Family<KindLabels, Counter>,
+    in_flight: Gauge,
+    nats_connected: Gauge,
+    consumer_pending: Gauge,
+    dead_letters: Family<ReasonLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~30 s.
+    Histogram::new(exponential_buckets(0.0005, 2.5, 13))
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("notification_worker");
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Events settled, by event type and outcome",
+            events.clone(),
+        );
+        let event_duration = latency_histogram();
+        registry.register_with_unit(
+            "event_duration",
+            "From receipt to acknowledgement",
+            Unit::Seconds,
+            event_duration.clone(),
+        );
+        let store_duration = Family::<OperationLabels, Histogram>::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "store_request_duration",
+            "Store requests, by operation (create, remove)",
+            Unit::Seconds,
+            store_duration.clone(),
+        );
+        let store_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Failed store requests, by kind",
+            store_errors.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight",
+            "Events received and not yet settled",
+            in_flight.clone(),
+        );
+        let nats_connected = Gauge::default();
+        registry.register(
+            "nats_connected",
+            "1 while connected to NATS",
+            nats_connected.clone(),
+        );
+        let consumer_pending = Gauge::default();
+        registry.register(
+            "consumer_pending",
+            "Messages in the stream not yet delivered to the consumer (the backlog)",
+            consumer_pending.clone(),
+        );
+        let dead_letters = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "dead_letters",
+            "Events dead-lettered, by reason",
+            dead_letters.clone(),
+        );
+        let build_info = Family::<VersionLabels, Gauge>::default();
+        registry.register("build_info", "The running version", build_info.clone());
+        build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+
+        let metrics = Metrics {
+            registry,
+            events,
+            event_duration,
+            store_duration,
+            store_errors,
+            in_flight,
+            nats_connected,
+            consumer_pending,
+            dead_letters,
+        };
+        metrics.start_every_series_at_zero();
+        metrics
+    }
+
+    /// Series exist from the start, so rates and alerts work before the first event.
+    fn start_every_series_at_zero(&self) {
+        let event_types = SUBJECTS.iter().map(|row| row.name).chain(["other"]);
+        for event_type in event_types {
+            for outcome in OUTCOMES {
+                let _ = self.events.get_or_create(&EventLabels { event_type, outcome });
+            }
+        }
+        for operation in ["create", "remove"] {
+            let _ = self.store_duration.get_or_create(&OperationLabels { operation });
+        }
+        for kind in [ErrorKind::Transient, ErrorKind::Systemic, ErrorKind::Permanent] {
+            let _ = self
+                .store_errors
+                .get_or_create(&KindLabels { kind: kind.as_str() });
+        }
+        for reason in Reason::ALL {
+            let _ = self.dead_letters.get_or_create(&ReasonLabels {
+                reason: reason.code(),
+            });
+        }
+    }
+
+    pub fn event_settled(&self, event_type: &'static str, outcome: &'static str, took: Duration) {
+        self.events
+            .get_or_create(&EventLabels { event_type, outcome })
+            .inc();
+        self.event_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn store_request(&self, operation: &'static str, took: Duration) {
+        self.store_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn store_error(&self, kind: ErrorKind) {
+        self.store_errors
+            .get_or_create(&KindLabels { kind: kind.as_str() })
+            .inc();
+    }
+
+    pub fn dead_lettered(&self, reason: Reason) {
+        self.dead_letters
+            .get_or_create(&ReasonLabels {
+                reason: reason.code(),
+            })
+            .inc();
+    }
+
+    pub fn received(&self) {
+        self.in_flight.inc();
+    }
+
+    pub fn settled(&self) {
+        self.in_flight.dec();
+    }
+
+    pub fn set_nats_connected(&self, connected: bool) {
+        self.nats_connected.set(i64::from(connected));
+    }
+
+    pub fn set_consumer_pending(&self, pending: u64) {
+        self.consumer_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        let metrics = Metrics::new();
+        metrics.event_settled("post_like", "created", Duration::from_millis(3));
+        metrics.dead_lettered(Reason::InvalidJson);
+        metrics.store_error(ErrorKind::Transient);
+        let text = metrics.render();
+        for line in [
+            r#"notification_worker_events_total{event_type="post_like",outcome="created"} 1"#,
+            r#"notification_worker_events_total{event_type="other",outcome="dead_lettered"} 0"#,
+            r#"notification_worker_dead_letters_total{reason="invalid_json"} 1"#,
+            r#"notification_worker_store_errors_total{kind="transient"} 1"#,
+            "notification_worker_event_duration_seconds_count 1",
+            "notification_worker_in_flight 0",
+            "notification_worker_nats_connected 0",
+            "notification_worker_consumer_pending 0",
+            r#"notification_worker_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
