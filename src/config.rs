@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The settings as given, before they are checked. Every one is a flag and a variable.
-#[derive(Debug, Clone, Args)]
+/// (No `Debug`: it holds secrets in the clear. `--help` never shows their values.)
+#[derive(Clone, Args)]
 pub struct RawSettings {
     /// One or more comma-separated NATS server URLs.
     #[arg(
@@ -24,6 +25,27 @@ pub struct RawSettings {
     /// NATS credentials file (NGS / decentralised auth).
     #[arg(long, env = "NATS_CREDS_FILE", global = true)]
     pub nats_creds_file: Option<String>,
+    /// NATS nkey seed file (a file holding the user's seed, `SU...`).
+    #[arg(long, env = "NATS_NKEY_FILE", global = true)]
+    pub nats_nkey_file: Option<String>,
+    /// NATS user name (with NATS_PASSWORD).
+    #[arg(long, env = "NATS_USER", global = true)]
+    pub nats_user: Option<String>,
+    /// NATS password (with NATS_USER).
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, global = true)]
+    pub nats_password: Option<String>,
+    /// NATS authentication token.
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true, global = true)]
+    pub nats_token: Option<String>,
+    /// CA certificate (PEM) to verify the NATS server with; turns TLS on.
+    #[arg(long, env = "NATS_TLS_CA_FILE", global = true)]
+    pub nats_tls_ca_file: Option<String>,
+    /// Client certificate (PEM) for TLS client authentication; turns TLS on.
+    #[arg(long, env = "NATS_TLS_CERT_FILE", global = true)]
+    pub nats_tls_cert_file: Option<String>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(long, env = "NATS_TLS_KEY_FILE", global = true)]
+    pub nats_tls_key_file: Option<String>,
     /// `jetstream` (durable, at-least-once) or `core` (queue group, at-most-once).
     #[arg(long, env = "NATS_MODE", default_value = "jetstream", global = true)]
     pub nats_mode: String,
@@ -97,10 +119,55 @@ pub enum LogFormat {
     Json,
 }
 
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How the worker proves who it is to NATS (at most one way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    /// JWT + nkey seed (NGS / decentralised auth).
+    CredsFile(PathBuf),
+    /// A file holding an nkey seed.
+    NkeyFile(PathBuf),
+    UserPassword {
+        user: String,
+        password: Secret,
+    },
+    Token(Secret),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatsTls {
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and its key.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl NatsTls {
+    pub fn enabled(&self) -> bool {
+        self.ca_file.is_some() || self.client.is_some()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NatsSettings {
     pub urls: Vec<String>,
-    pub creds_file: Option<PathBuf>,
+    pub auth: NatsAuth,
+    pub tls: NatsTls,
     pub mode: NatsMode,
     pub stream: String,
     pub consumer: String,
@@ -172,7 +239,8 @@ impl Config {
         Ok(Config {
             nats: NatsSettings {
                 urls: parse_nats_urls(&raw.nats_url)?,
-                creds_file: parse_creds_file(raw.nats_creds_file.as_deref())?,
+                auth: parse_nats_auth(raw)?,
+                tls: parse_nats_tls(raw)?,
                 mode: match raw.nats_mode.as_str() {
                     "jetstream" => NatsMode::JetStream,
                     "core" => NatsMode::Core,
@@ -218,26 +286,129 @@ fn parse_nats_urls(value: &str) -> Result<Vec<String>, ConfigError> {
     Ok(urls)
 }
 
-fn parse_creds_file(value: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+/// A file that must exist. Only its path is ever printed, never its content.
+fn parse_file(
+    variable: &'static str,
+    value: Option<&str>,
+    example: &'static str,
+) -> Result<Option<PathBuf>, ConfigError> {
     let Some(path) = value.filter(|path| !path.is_empty()) else {
         return Ok(None);
     };
-    // Only the path is ever printed, never the file's content.
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => Ok(Some(PathBuf::from(path))),
-        Ok(_) => Err(bad(
-            "NATS_CREDS_FILE",
-            path,
-            "is not a file",
-            "/etc/nats/worker.creds",
-        )),
-        Err(error) => Err(bad(
-            "NATS_CREDS_FILE",
-            path,
-            format!("cannot be read: {error}"),
-            "/etc/nats/worker.creds",
-        )),
+        Ok(_) => Err(bad(variable, path, "is not a file", example)),
+        Err(error) => Err(bad(variable, path, format!("cannot be read: {error}"), example)),
     }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|value| !value.is_empty())
+}
+
+fn missing(variable: &'static str, problem: &str, example: &'static str) -> ConfigError {
+    ConfigError {
+        variable,
+        value: None,
+        problem: problem.into(),
+        example,
+    }
+}
+
+fn parse_nats_auth(raw: &RawSettings) -> Result<NatsAuth, ConfigError> {
+    let creds = parse_file(
+        "NATS_CREDS_FILE",
+        raw.nats_creds_file.as_deref(),
+        "/etc/nats/worker.creds",
+    )?;
+    let nkey = parse_file(
+        "NATS_NKEY_FILE",
+        raw.nats_nkey_file.as_deref(),
+        "/etc/nats/worker.nk",
+    )?;
+    let user = non_empty(&raw.nats_user);
+    let password = non_empty(&raw.nats_password);
+    let token = non_empty(&raw.nats_token);
+    let given: Vec<&str> = [
+        (creds.is_some(), "NATS_CREDS_FILE"),
+        (nkey.is_some(), "NATS_NKEY_FILE"),
+        (user.is_some() || password.is_some(), "NATS_USER/NATS_PASSWORD"),
+        (token.is_some(), "NATS_TOKEN"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    if given.len() > 1 {
+        return Err(missing(
+            "NATS_CREDS_FILE",
+            &format!(
+                "only one way to authenticate may be set, not {}",
+                given.join(" and ")
+            ),
+            "/etc/nats/worker.creds (and no NATS_NKEY_FILE, NATS_USER or NATS_TOKEN)",
+        ));
+    }
+    Ok(match (creds, nkey, user, password, token) {
+        (Some(path), ..) => NatsAuth::CredsFile(path),
+        (_, Some(path), ..) => NatsAuth::NkeyFile(path),
+        (_, _, Some(user), Some(password), _) => NatsAuth::UserPassword {
+            user: user.to_owned(),
+            password: Secret(password.to_owned()),
+        },
+        (_, _, Some(_), None, _) => {
+            return Err(missing(
+                "NATS_PASSWORD",
+                "must be set with NATS_USER",
+                "(the user's password)",
+            ));
+        }
+        (_, _, None, Some(_), _) => {
+            return Err(missing(
+                "NATS_USER",
+                "must be set with NATS_PASSWORD",
+                "notification-worker",
+            ));
+        }
+        (_, _, None, None, Some(token)) => NatsAuth::Token(Secret(token.to_owned())),
+        _ => NatsAuth::None,
+    })
+}
+
+fn parse_nats_tls(raw: &RawSettings) -> Result<NatsTls, ConfigError> {
+    let ca_file = parse_file(
+        "NATS_TLS_CA_FILE",
+        raw.nats_tls_ca_file.as_deref(),
+        "/etc/nats/ca.pem",
+    )?;
+    let cert = parse_file(
+        "NATS_TLS_CERT_FILE",
+        raw.nats_tls_cert_file.as_deref(),
+        "/etc/nats/worker.pem",
+    )?;
+    let key = parse_file(
+        "NATS_TLS_KEY_FILE",
+        raw.nats_tls_key_file.as_deref(),
+        "/etc/nats/worker-key.pem",
+    )?;
+    let client = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(missing(
+                "NATS_TLS_KEY_FILE",
+                "must be set with NATS_TLS_CERT_FILE",
+                "/etc/nats/worker-key.pem",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(missing(
+                "NATS_TLS_CERT_FILE",
+                "must be set with NATS_TLS_KEY_FILE",
+                "/etc/nats/worker.pem",
+            ));
+        }
+    };
+    Ok(NatsTls { ca_file, client })
 }
 
 /// Stream and consumer names: NATS refuses whitespace, `.`, `*`, `>` and path separators.
@@ -380,6 +551,13 @@ mod tests {
         RawSettings {
             nats_url: "nats://127.0.0.1:4222".into(),
             nats_creds_file: None,
+            nats_nkey_file: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_tls_ca_file: None,
+            nats_tls_cert_file: None,
+            nats_tls_key_file: None,
             nats_mode: "jetstream".into(),
             nats_stream: "NOTIFICATIONS".into(),
             nats_consumer: "notification-worker".into(),
@@ -452,6 +630,31 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn nats_authentication_is_one_way_and_complete() {
+        let error = error_with(|s| s.nats_user = Some("worker".into()));
+        assert_eq!(error.variable, "NATS_PASSWORD");
+        let error = error_with(|s| s.nats_password = Some("hunter2".into()));
+        assert_eq!(error.variable, "NATS_USER");
+        let error = error_with(|s| {
+            s.nats_token = Some("t0ken".into());
+            s.nats_user = Some("worker".into());
+            s.nats_password = Some("hunter2".into());
+        });
+        assert!(error.problem.contains("only one way"), "{error}");
+        assert!(!error.to_string().contains("hunter2") && !error.to_string().contains("t0ken"));
+        let mut settings = raw();
+        settings.nats_user = Some("worker".into());
+        settings.nats_password = Some("hunter2".into());
+        let config = Config::from_raw(&settings).unwrap();
+        assert!(
+            !format!("{config:?}").contains("hunter2"),
+            "secrets are redacted in Debug"
+        );
+        let error = error_with(|s| s.nats_tls_cert_file = Some("/etc/hostname".into()));
+        assert_eq!(error.variable, "NATS_TLS_KEY_FILE");
     }
 
     #[test]

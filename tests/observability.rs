@@ -188,3 +188,29 @@ fn a_taken_http_port_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on HTTP_ADDR"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_logs_carry_ids_and_outcomes_but_no_profile_text() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
+    let body = std::fs::read(shared_events().join("valid/notifications.post.like--created.json")).unwrap();
+    let seq = publish(&nats.jetstream().await, "notifications.post.like", body).await;
+    wait_until("the event", WITHIN, || worker.count("created") == 1);
+    let event = worker
+        .events()
+        .into_iter()
+        .find(|event| event["outcome"] == "created")
+        .unwrap();
+    assert_eq!(event["level"], "INFO");
+    assert_eq!(event["subject"], "notifications.post.like");
+    assert_eq!(event["stream_seq"], seq);
+    assert_eq!(event["owner"], "user-123");
+    assert!(
+        event["timestamp"].is_string() && event["duration_ms"].is_number() && event["message"].is_string()
+    );
+    let logs = worker.logs().join("\n");
+    for private in ["Software dev", "Great post!", "cdn.example.com", "John Doe"] {
+        assert!(!logs.contains(private), "{private:?} must not be logged at info");
+    }
+}

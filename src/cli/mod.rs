@@ -9,7 +9,7 @@ mod setup;
 use crate::config::{Config, RawSettings};
 use clap::{Parser, Subcommand};
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "notification-worker",
     version,

@@ -88,6 +88,21 @@ impl NatsServer {
         server
     }
 
+    /// A server with extra configuration (authorization, tls, ...) in nats-server syntax.
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let store = tempfile::tempdir().unwrap();
+        let path = store.path().join("server.conf");
+        std::fs::write(&path, config).unwrap();
+        let mut server = NatsServer {
+            port: free_port(),
+            store,
+            config: Some(path),
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
