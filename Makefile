@@ -1,12 +1,13 @@
 # notification-worker — `make help` lists the targets.
 CARGO ?= cargo
 BIN := target/release/notification-worker
+IMAGE ?= notification-worker:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help build run dev test fmt lint setup deps clean
+.PHONY: help build run dev test fmt lint setup deps clean docker-build docker-run
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 build: ## Build the release binary (target/release/notification-worker)
 	$(CARGO) build --release
@@ -36,3 +37,9 @@ lint: ## Check formatting and lints, as CI does
 clean: ## Remove build output and the local database
 	$(CARGO) clean
 	rm -rf data
+
+docker-build: ## Build the container image (needs a Docker engine)
+	docker build -t $(IMAGE) .
+
+docker-run: ## Run the image against NATS on the host, SQLite inside the container
+	docker run --rm --network host -e NOTIF_STORE=sqlite -e NATS_URL=nats://127.0.0.1:4222 $(IMAGE)

@@ -86,6 +86,7 @@ async fn metrics_count_outcomes_with_the_contract_names() {
     );
     assert_eq!(metric(&text, "notification_worker_in_flight"), Some(0.0));
     assert_eq!(metric(&text, "notification_worker_nats_connected"), Some(1.0));
+    assert_eq!(metric(&text, "notification_worker_ready"), Some(1.0));
     assert!(text.contains(&format!(
         r#"notification_worker_build_info{{version="{}"}} 1"#,
         env!("CARGO_PKG_VERSION")

@@ -128,6 +128,9 @@ async fn watch_readiness(
         }
         readiness.set_store(problem.clone());
         last_problem = problem;
+        observers
+            .metrics
+            .set_ready(readiness.status(observers.health.is_paused()).ready);
         tokio::select! {
             () = tokio::time::sleep(PROBE_EVERY) => {}
             () = stop.cancelled() => return,

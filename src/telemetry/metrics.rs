@@ -57,6 +57,7 @@ pub struct Metrics {
     store_errors: Family<KindLabels, Counter>,
     in_flight: Gauge,
     nats_connected: Gauge,
+    ready: Gauge,
     consumer_pending: Gauge,
     dead_letters: Family<ReasonLabels, Counter>,
 }
@@ -113,6 +114,8 @@ impl Metrics {
             "1 while connected to NATS",
             nats_connected.clone(),
         );
+        let ready = Gauge::default();
+        registry.register("ready", "1 while /readyz answers 200", ready.clone());
         let consumer_pending = Gauge::default();
         registry.register(
             "consumer_pending",
@@ -141,6 +144,7 @@ impl Metrics {
             store_errors,
             in_flight,
             nats_connected,
+            ready,
             consumer_pending,
             dead_letters,
         };
@@ -210,6 +214,10 @@ impl Metrics {
         self.nats_connected.set(i64::from(connected));
     }
 
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
     pub fn set_consumer_pending(&self, pending: u64) {
         self.consumer_pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
@@ -242,6 +250,7 @@ mod tests {
             "notification_worker_event_duration_seconds_count 1",
             "notification_worker_in_flight 0",
             "notification_worker_nats_connected 0",
+            "notification_worker_ready 0",
             "notification_worker_consumer_pending 0",
             r#"notification_worker_build_info{version=""#,
         ] {
