@@ -4,7 +4,7 @@ BIN := target/release/notification-worker
 IMAGE ?= notification-worker:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help build run dev test fmt lint setup deps clean docker-build docker-run
+.PHONY: help build run dev test fmt lint setup deps clean docker-build docker-run bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ deps: ## Install what the tests start: nats-server and the pinned dynalite
 
 test: deps ## Run the whole test suite (starts its own nats-server and dynalite)
 	$(CARGO) test --all-targets
+
+bench: deps ## Measure speed and cost against this machine's ceilings (about 5 minutes; BENCH_SCALE=0.1 for a quick look)
+	$(CARGO) bench --bench bench
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

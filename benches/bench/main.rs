@@ -1,0 +1,102 @@
+//! `make bench`: the worker's speed and cost, measured against the ceilings of this machine
+//! in the same run. Starts its own nats-server and dynalite (like the tests), prints a
+//! markdown table for BENCHMARKS.md and writes a chart next to it.
+//!
+//! Sizes can be lowered for a quick look: BENCH_SCALE=0.1 make bench.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod ceilings;
+mod chart;
+mod process;
+mod report;
+mod runs;
+
+use report::Report;
+
+/// Benchmark sizes (events), scaled by BENCH_SCALE.
+pub struct Sizes {
+    pub sqlite_drain: usize,
+    pub dynamodb_drain: usize,
+    pub rss_backlog: usize,
+    pub sweep: usize,
+    pub latency_seconds: u64,
+    pub latency_rate: u64,
+}
+
+impl Sizes {
+    fn from_env() -> Sizes {
+        let scale: f64 = std::env::var("BENCH_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1.0);
+        let scaled = |n: f64| ((n * scale) as usize).max(1000);
+        Sizes {
+            sqlite_drain: scaled(200_000.0),
+            dynamodb_drain: scaled(20_000.0),
+            rss_backlog: scaled(1_000_000.0),
+            sweep: scaled(50_000.0),
+            latency_seconds: ((20.0 * scale) as u64).max(5),
+            latency_rate: 1000,
+        }
+    }
+}
+
+/// The concurrency sweep.
+pub const CONCURRENCY: [usize; 4] = [1, 8, 64, 256];
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(run_all(Sizes::from_env()));
+    let markdown = report.markdown();
+    println!("\n{markdown}");
+    let out = std::path::Path::new(support::MANIFEST_DIR);
+    std::fs::create_dir_all(out.join("target/bench")).unwrap();
+    std::fs::write(out.join("target/bench/results.md"), &markdown).unwrap();
+    std::fs::write(
+        out.join("benchmarks-concurrency.svg"),
+        chart::concurrency(&report.sweep),
+    )
+    .unwrap();
+    eprintln!("wrote target/bench/results.md and benchmarks-concurrency.svg");
+}
+
+async fn run_all(sizes: Sizes) -> Report {
+    let started = std::time::Instant::now();
+    let step = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    let mut report = Report::new(&sizes);
+
+    step("ceiling: JetStream consume + ack");
+    report.jetstream_ceiling = ceilings::jetstream(sizes.sqlite_drain).await;
+    step("ceiling: minimal SQLite writer");
+    report.sqlite_ceiling = ceilings::sqlite(sizes.sqlite_drain);
+    step("ceiling: DynamoDB conditional PutItem at concurrency 64");
+    report.dynamodb_ceiling = ceilings::dynamodb(sizes.dynamodb_drain, 64).await;
+
+    step("worker: start to ready");
+    report.start_to_ready = runs::start_to_ready().await;
+    step("worker: SQLite drain");
+    report.sqlite_drain = Some(runs::drain(runs::Store::Sqlite, sizes.sqlite_drain, 64).await);
+    step("worker: DynamoDB drain");
+    report.dynamodb_drain = Some(runs::drain(runs::Store::DynamoDb, sizes.dynamodb_drain, 64).await);
+    step("worker: latency at a fixed rate (SQLite)");
+    report.latency = Some(runs::latency(sizes.latency_rate, sizes.latency_seconds).await);
+    for concurrency in CONCURRENCY {
+        step(&format!(
+            "worker: SQLite drain at WORKER_CONCURRENCY={concurrency}"
+        ));
+        let drain = runs::drain(runs::Store::Sqlite, sizes.sweep, concurrency).await;
+        report.sweep.push((concurrency, drain.events_per_second()));
+    }
+    step("worker: peak RSS on a large backlog");
+    report.rss_large = Some(runs::drain(runs::Store::Sqlite, sizes.rss_backlog, 64).await);
+    step("done");
+    report.total = started.elapsed();
+    report
+}

@@ -1,0 +1,141 @@
+//! The results as a markdown table for BENCHMARKS.md.
+
+use super::Sizes;
+use super::ceilings::Rate;
+use super::runs::{Drain, Latency};
+use std::fmt::Write;
+use std::time::Duration;
+
+pub struct Report {
+    sizes: (usize, usize, usize, usize),
+    pub jetstream_ceiling: Rate,
+    pub sqlite_ceiling: Rate,
+    pub dynamodb_ceiling: Rate,
+    pub start_to_ready: Duration,
+    pub sqlite_drain: Option<Drain>,
+    pub dynamodb_drain: Option<Drain>,
+    pub latency: Option<Latency>,
+    pub sweep: Vec<(usize, f64)>,
+    pub rss_large: Option<Drain>,
+    pub total: Duration,
+}
+
+impl Report {
+    pub fn new(sizes: &Sizes) -> Report {
+        let none = Rate {
+            events: 0,
+            took: Duration::from_secs(1),
+        };
+        Report {
+            sizes: (
+                sizes.sqlite_drain,
+                sizes.dynamodb_drain,
+                sizes.rss_backlog,
+                sizes.sweep,
+            ),
+            jetstream_ceiling: none,
+            sqlite_ceiling: none,
+            dynamodb_ceiling: none,
+            start_to_ready: Duration::ZERO,
+            sqlite_drain: None,
+            dynamodb_drain: None,
+            latency: None,
+            sweep: Vec::new(),
+            rss_large: None,
+            total: Duration::ZERO,
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let (sqlite_n, dynamo_n, rss_n, sweep_n) = self.sizes;
+        let mut out = String::new();
+        let js = self.jetstream_ceiling.per_second();
+        let sq = self.sqlite_ceiling.per_second();
+        let dy = self.dynamodb_ceiling.per_second();
+        let sqlite_ceiling = js.min(sq);
+        let _ = writeln!(out, "| measure | result | ceiling (same run) | ratio | goal |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| JetStream consume + ack (minimal client) | {js:.0} msg/s | | | |"
+        );
+        let _ = writeln!(
+            out,
+            "| SQLite writer, 1,000 rows/transaction, synchronous=NORMAL | {sq:.0} rows/s | | | |"
+        );
+        let _ = writeln!(
+            out,
+            "| DynamoDB (dynalite) conditional PutItem, 64 in flight | {dy:.0} req/s | | | |"
+        );
+        if let Some(drain) = &self.sqlite_drain {
+            let rate = drain.events_per_second();
+            let _ = writeln!(
+                out,
+                "| worker drain, SQLite, {sqlite_n} events | {rate:.0} events/s | {sqlite_ceiling:.0} (lower of the two above) | {:.2} | >= 0.80 |",
+                rate / sqlite_ceiling
+            );
+        }
+        if let Some(drain) = &self.dynamodb_drain {
+            let rate = drain.events_per_second();
+            let _ = writeln!(
+                out,
+                "| worker drain, DynamoDB, {dynamo_n} events, WORKER_CONCURRENCY=64 | {rate:.0} events/s | {dy:.0} | {:.2} | >= 0.90 |",
+                rate / dy
+            );
+        }
+        if let Some(latency) = &self.latency {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            let _ = writeln!(
+                out,
+                "| publish to durable at 1,000 events/s, SQLite ({} events) | p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms | | | p99 <= 5 ms |",
+                latency.samples,
+                ms(latency.p50),
+                ms(latency.p99),
+                ms(latency.p999)
+            );
+        }
+        if let Some(drain) = &self.sqlite_drain {
+            let _ = writeln!(
+                out,
+                "| CPU per 100,000 events (SQLite drain) | {:.2} CPU s | | | |",
+                drain.cpu_seconds_per_100k()
+            );
+            let _ = writeln!(
+                out,
+                "| peak RSS, {sqlite_n}-event backlog | {:.1} MiB | | | <= 64 MiB |",
+                drain.cost.peak_rss_mib
+            );
+        }
+        if let Some(drain) = &self.dynamodb_drain {
+            let _ = writeln!(
+                out,
+                "| CPU per 100,000 events (DynamoDB drain) | {:.2} CPU s | | | |",
+                drain.cpu_seconds_per_100k()
+            );
+        }
+        if let Some(drain) = &self.rss_large {
+            let _ = writeln!(
+                out,
+                "| peak RSS, {rss_n}-event backlog | {:.1} MiB (drained at {:.0} events/s) | | | <= 64 MiB, flat |",
+                drain.cost.peak_rss_mib,
+                drain.events_per_second()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| start to ready (median of 5) | {:.0} ms | | | <= 500 ms |",
+            self.start_to_ready.as_secs_f64() * 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "\nThroughput against WORKER_CONCURRENCY (SQLite, {sweep_n} events each):\n"
+        );
+        let _ = writeln!(out, "| WORKER_CONCURRENCY | events/s |");
+        let _ = writeln!(out, "|---|---|");
+        for (concurrency, rate) in &self.sweep {
+            let _ = writeln!(out, "| {concurrency} | {rate:.0} |");
+        }
+        let _ = writeln!(out, "\nWhole run: {:.0} s.", self.total.as_secs_f64());
+        out
+    }
+}
