@@ -21,6 +21,8 @@ use tokio_util::task::TaskTracker;
 
 /// Most messages asked for in one pull request.
 const MAX_PULL: usize = 1024;
+/// Longest wait for more room before a pull under load (see the pull loop).
+const TOP_UP_WAIT: Duration = Duration::from_millis(2);
 /// When a dead letter cannot be stored (NATS trouble), the original comes back after this.
 const DEAD_LETTER_RETRY: Duration = Duration::from_secs(2);
 
@@ -100,11 +102,20 @@ pub async fn run<S: NotificationStore>(
             () = shutdown.cancelled() => break,
         };
         let mut reserved = vec![first];
-        while reserved.len() < MAX_PULL {
-            match Arc::clone(&room).try_acquire_owned() {
-                Ok(permit) => reserved.push(permit),
-                Err(_) => break,
-            }
+        take_free_room(&room, &mut reserved);
+        // Under load, room comes back in bursts (a store commit settles many events at
+        // once): wait a moment for a sizeable pull rather than asking for a handful of
+        // messages at a time. When idle, all the room is free and nothing waits.
+        let sizeable = (shared.settings.in_flight / 4).clamp(1, MAX_PULL);
+        if reserved.len() < sizeable {
+            let top_up = async {
+                while reserved.len() < sizeable {
+                    let permit = Arc::clone(&room).acquire_owned().await.expect("the semaphore is never closed");
+                    reserved.push(permit);
+                    take_free_room(&room, &mut reserved);
+                }
+            };
+            let _ = tokio::time::timeout(TOP_UP_WAIT, top_up).await;
         }
         let mut deliveries = tokio::select! {
             pulled = source.pull(reserved.len(), &shutdown) => match pulled {
@@ -147,6 +158,16 @@ pub async fn run<S: NotificationStore>(
             grace_s = grace.as_secs(),
             "shutdown grace period over; unfinished events will be redelivered"
         );
+    }
+}
+
+/// Adds every permit free right now, up to one pull's worth.
+fn take_free_room(room: &Arc<Semaphore>, reserved: &mut Vec<OwnedSemaphorePermit>) {
+    while reserved.len() < MAX_PULL {
+        match Arc::clone(room).try_acquire_owned() {
+            Ok(permit) => reserved.push(permit),
+            Err(_) => break,
+        }
     }
 }
 

@@ -43,8 +43,30 @@ const INSERT: &str = "INSERT INTO notifications
 
 const DELETE: &str = "DELETE FROM notifications WHERE owner = ?1 AND action_key = ?2";
 
-struct Request {
+/// A change ready to bind: what needs formatting is formatted by the caller, on the async
+/// runtime's threads, so that the one writer thread only binds and steps.
+struct Write {
     change: Change,
+    id: String,
+    created_at: String,
+}
+
+impl Write {
+    fn new(change: &Change) -> Write {
+        let (id, created_at) = match change {
+            Change::Create(n) => (n.id.hyphenated().to_string(), n.created_at.to_rfc3339()),
+            Change::Remove { .. } => (String::new(), String::new()),
+        };
+        Write {
+            change: change.clone(),
+            id,
+            created_at,
+        }
+    }
+}
+
+struct Request {
+    write: Write,
     reply: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
@@ -128,7 +150,7 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        match commit(&mut connection, batch.iter().map(|request| &request.change)) {
+        match commit(&mut connection, batch.iter().map(|request| &request.write)) {
             Ok(outcomes) => {
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = request.reply.send(Ok(outcome));
@@ -137,7 +159,7 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
             // One bad change must not fail the others: commit each on its own.
             Err(_) if batch.len() > 1 => {
                 for request in batch {
-                    let outcome = commit(&mut connection, std::iter::once(&request.change))
+                    let outcome = commit(&mut connection, std::iter::once(&request.write))
                         .map(|outcomes| outcomes[0])
                         .map_err(classify);
                     let _ = request.reply.send(outcome);
@@ -155,23 +177,23 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
 
 fn commit<'a>(
     connection: &mut Connection,
-    changes: impl Iterator<Item = &'a Change>,
+    writes: impl Iterator<Item = &'a Write>,
 ) -> rusqlite::Result<Vec<Applied>> {
     let transaction = connection.transaction()?;
-    let outcomes = changes
-        .map(|change| apply_one(&transaction, change))
+    let outcomes = writes
+        .map(|write| apply_one(&transaction, write))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     transaction.commit()?;
     Ok(outcomes)
 }
 
-fn apply_one(connection: &Connection, change: &Change) -> rusqlite::Result<Applied> {
-    match change {
+fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Applied> {
+    match &write.change {
         Change::Create(n) => {
             let inserted = connection.prepare_cached(INSERT)?.execute(params![
                 n.owner.as_str(),
                 n.action_key.as_str(),
-                n.id.to_string(),
+                write.id,
                 n.trigger_user.as_str(),
                 n.username,
                 n.user_picture,
@@ -181,7 +203,7 @@ fn apply_one(connection: &Connection, change: &Change) -> rusqlite::Result<Appli
                 n.resource_id.as_str(),
                 n.excerpt,
                 n.read_status,
-                n.created_at.to_rfc3339(),
+                write.created_at,
             ])?;
             Ok(if inserted == 1 {
                 Applied::Created
@@ -232,7 +254,7 @@ impl NotificationStore for SqliteStore {
     async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
         let (reply, outcome) = oneshot::channel();
         let request = Request {
-            change: change.clone(),
+            write: Write::new(change),
             reply,
         };
         let writer_gone = || StoreError::new(ErrorKind::Systemic, "sqlite writer thread stopped");
