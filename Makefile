@@ -4,7 +4,7 @@ BIN := target/release/notification-worker
 IMAGE ?= notification-worker:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help build run dev test fmt lint setup deps clean docker-build docker-run bench
+.PHONY: help build run dev test fmt lint setup deps clean docker-build docker-run bench fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test: deps ## Run the whole test suite (starts its own nats-server and dynalite)
 
 bench: deps ## Measure speed and cost against this machine's ceilings (about 5 minutes; BENCH_SCALE=0.1 for a quick look)
 	$(CARGO) bench --bench bench
+
+fuzz: ## Fuzz the event parser for 10 minutes (needs: cargo install cargo-fuzz)
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_event -- -max_total_time=600 -max_len=70000 -timeout=10 -dict=fuzz/parse_event.dict
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
