@@ -149,6 +149,10 @@ async fn dlq_list_replay_and_purge_work_as_an_operator_expects() {
     let js = nats.jetstream().await;
     publish(&js, "notifications.post.like", "not json").await;
     publish(&js, "notifications.post.like", r#"{"owner":"user-1"}"#).await;
+    eventually("two dead letters", WITHIN, || async {
+        dead_letters(&nats).await.len() == 2
+    })
+    .await;
     // A valid event that reached the dead letters some other way (e.g. a store outage
     // handled by hand): replaying it must store it.
     let mut headers = async_nats::HeaderMap::new();
@@ -244,4 +248,45 @@ async fn dlq_list_replay_and_purge_work_as_an_operator_expects() {
     assert!(dead_letters(&nats).await.is_empty());
     let (_, _, err) = dlq_cli(dir.path(), &env, &["list"]);
     assert!(err.contains("no dead letters"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_the_store_refuses_for_good_is_dead_lettered_as_store_rejected() {
+    let nats = NatsServer::start();
+    // Items over 512 bytes are refused with a ValidationException: permanent for that item.
+    let dynamo = Dynalite::start_with_max_item_size(0.5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.extend(dynamo.worker_env("small-notifications"));
+    let worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    let big = format!(
+        r#"{{"owner":"user-1","trigger_user":"user-2","action":1,"resource_type":"POST","resource_id":"post-1","user_bio":"{}","excerpt":"{}"}}"#,
+        "é".repeat(500),
+        "é".repeat(280)
+    );
+    let refused = publish(&js, "notifications.post.like", big.clone()).await;
+    let fine = publish(&js, "notifications.post.like", like("user-1", "user-3", "post-1")).await;
+
+    wait_until("both outcomes", WITHIN, || {
+        worker.outcome_of(refused).is_some() && worker.outcome_of(fine).is_some()
+    });
+    assert_eq!(
+        worker.outcome_of(refused).as_deref(),
+        Some("dead_lettered:store_rejected")
+    );
+    assert_eq!(worker.outcome_of(fine).as_deref(), Some("created"));
+    let letters = dead_letters(&nats).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(header(&letters[0], "Dlq-Reason"), "store_rejected");
+    assert!(
+        header(&letters[0], "Dlq-Error").contains("ValidationException"),
+        "{}",
+        header(&letters[0], "Dlq-Error")
+    );
+    assert_eq!(letters[0].payload.as_ref(), big.as_bytes());
+    eventually("everything acknowledged", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
 }

@@ -103,6 +103,8 @@ async fn consumer_pending_shows_the_backlog() {
     // Production does not create the schema: every write fails, so the backlog stays.
     env.push(("ENVIRONMENT", "production".into()));
     env.push(("NOTIF_STORE", "sqlite".into()));
+    // Few in flight, so that most of the backlog stays in the stream.
+    env.push(("WORKER_CONCURRENCY", "1".into()));
     create_consumer_with_ack_wait(&nats, Duration::from_secs(30)).await;
     publish_backlog(&nats.jetstream().await, 500).await;
     let worker = Worker::start(dir.path(), &env);

@@ -68,6 +68,42 @@ fn main() {
 }
 
 async fn run_all(sizes: Sizes) -> Report {
+    // One measurement alone, for trying a change: BENCH_ONLY=latency|sqlite|dynamodb.
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("latency") => {
+            let latency = runs::latency(sizes.latency_rate, sizes.latency_seconds).await;
+            eprintln!(
+                "p50 {:?} p99 {:?} p99.9 {:?}",
+                latency.p50, latency.p99, latency.p999
+            );
+            std::process::exit(0);
+        }
+        Ok(store @ ("sqlite" | "dynamodb")) => {
+            let (store, events) = match store {
+                "sqlite" => (runs::Store::Sqlite, sizes.sqlite_drain),
+                _ => (runs::Store::DynamoDb, sizes.dynamodb_drain),
+            };
+            let drain = runs::drain(store, events, 64).await;
+            eprintln!(
+                "{:.0} events/s, {:.2} CPU s per 100k, peak RSS {:.1} MiB",
+                drain.events_per_second(),
+                drain.cpu_seconds_per_100k(),
+                drain.cost.peak_rss_mib
+            );
+            std::process::exit(0);
+        }
+        _ => {}
+    }
+    if let Some(output) = std::env::var_os("BENCH_PROFILE") {
+        // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
+        let drain = runs::drain(runs::Store::Sqlite, sizes.sqlite_drain, 64).await;
+        eprintln!(
+            "{:.0} events/s; profile in {} (perf report -i ...)",
+            drain.events_per_second(),
+            output.to_string_lossy()
+        );
+        std::process::exit(0);
+    }
     let started = std::time::Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let mut report = Report::new(&sizes);

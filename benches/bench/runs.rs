@@ -90,12 +90,25 @@ pub async fn drain(store: Store, events: usize, concurrency: usize) -> Drain {
 
     let started = Instant::now();
     // Info logs are written as in production (one line per event), to /dev/null.
-    let child = command(setup.dir.path(), &setup.env)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = command(setup.dir.path(), &setup.env);
+    worker.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
+    let child = match std::env::var_os("BENCH_PROFILE") {
+        // Sampled with perf (cpu-clock works where hardware counters do not).
+        Some(output) => {
+            let mut perf = std::process::Command::new("perf");
+            perf.args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
+                .arg(output)
+                .arg("--");
+            perf.arg(worker.get_program()).args(worker.get_args());
+            perf.env_clear()
+                .envs(worker.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+            perf.current_dir(setup.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            perf.spawn().unwrap()
+        }
+        None => worker.spawn().unwrap(),
+    };
     loop {
         let info = consumer.info().await.unwrap();
         if info.num_pending == 0

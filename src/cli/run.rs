@@ -26,7 +26,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.setup().await.context("cannot prepare the store")?;
     }
     let client = input::connect(&config.nats, "notification-worker").await?;
-    let (source, dead_letters, limits, consumer) = match config.nats.mode {
+    let (source, dead_letters, consumer_limits, consumer) = match config.nats.mode {
         NatsMode::JetStream => {
             let js = async_nats::jetstream::new(client.clone());
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
@@ -37,10 +37,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         NatsMode::Core => (Source::core(&client).await?, None, None, None),
     };
+    let limits = store.limits(config.concurrency);
     let settings = WorkerSettings {
-        in_flight: store.in_flight_limit(config.concurrency),
-        ack_wait: limits.map_or(Duration::from_secs(30), |limits| limits.ack_wait),
-        max_deliveries: limits.map(|limits| limits.max_deliveries),
+        in_flight: limits.in_flight,
+        store_calls: limits.store_calls,
+        ack_wait: consumer_limits.map_or(Duration::from_secs(30), |limits| limits.ack_wait),
+        max_deliveries: consumer_limits.map(|limits| limits.max_deliveries),
         allow_http_pictures: config.environment == Environment::Development,
         shutdown_grace: SHUTDOWN_GRACE,
     };
@@ -79,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stream = %config.nats.stream,
         consumer = %config.nats.consumer,
         in_flight = settings.in_flight,
+        store_calls = settings.store_calls,
         startup_ms = started.elapsed().as_millis() as u64,
         "worker started"
     );

@@ -30,6 +30,8 @@ const DEAD_LETTER_RETRY: Duration = Duration::from_secs(2);
 pub struct WorkerSettings {
     /// Deliveries received and not yet settled, at most.
     pub in_flight: usize,
+    /// Store calls at once, at most (`WORKER_CONCURRENCY` for DynamoDB).
+    pub store_calls: usize,
     /// The consumer's AckWait: slow messages are kept alive well within it.
     pub ack_wait: Duration,
     /// A message delivered this many times is dead-lettered (`max_deliveries`) instead of
@@ -60,6 +62,8 @@ struct Job {
 
 struct Shared<S> {
     store: Arc<S>,
+    /// Held only around a store call, never during a retry's pause.
+    store_calls: Semaphore,
     metrics: Arc<Metrics>,
     dead_letters: Option<DeadLetters>,
     health: Arc<StoreHealth>,
@@ -83,6 +87,7 @@ pub async fn run<S: NotificationStore>(
     let grace = settings.shutdown_grace;
     let shared = Arc::new(Shared {
         store,
+        store_calls: Semaphore::new(settings.store_calls),
         metrics: observers.metrics,
         dead_letters,
         health: observers.health,
@@ -110,7 +115,10 @@ pub async fn run<S: NotificationStore>(
         if reserved.len() < sizeable {
             let top_up = async {
                 while reserved.len() < sizeable {
-                    let permit = Arc::clone(&room).acquire_owned().await.expect("the semaphore is never closed");
+                    let permit = Arc::clone(&room)
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
                     reserved.push(permit);
                     take_free_room(&room, &mut reserved);
                 }
@@ -325,9 +333,15 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, key: OrderKe
         Change::Remove { .. } => "remove",
     };
     loop {
+        let call = shared
+            .store_calls
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let started = Instant::now();
         let result = shared.store.apply(&job.change).await;
         shared.metrics.store_request(operation, started.elapsed());
+        drop(call);
         let error = match result {
             Ok(applied) => {
                 if shared.health.resume() {

@@ -69,11 +69,22 @@ pub trait NotificationStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<FeedItem>, StoreError>> + Send;
 
-    /// How many changes the worker should keep in flight against this store, given
-    /// `WORKER_CONCURRENCY`. A store that commits many changes per transaction asks for more.
-    fn in_flight_limit(&self, concurrency: usize) -> usize {
-        concurrency
+    /// How hard the worker should drive this store, given `WORKER_CONCURRENCY`.
+    fn limits(&self, concurrency: usize) -> Limits {
+        Limits {
+            store_calls: concurrency,
+            // A second set of events ready, so a finished request is followed by the next
+            // at once instead of after a pull.
+            in_flight: concurrency.saturating_mul(2),
+        }
     }
+}
+
+/// How many events the worker holds, and how many store calls it makes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub store_calls: usize,
+    pub in_flight: usize,
 }
 
 /// The store chosen at start. An enum rather than a trait object: the contract's methods
@@ -129,10 +140,10 @@ impl NotificationStore for AnyStore {
         }
     }
 
-    fn in_flight_limit(&self, concurrency: usize) -> usize {
+    fn limits(&self, concurrency: usize) -> Limits {
         match self {
-            AnyStore::Sqlite(store) => store.in_flight_limit(concurrency),
-            AnyStore::DynamoDb(store) => store.in_flight_limit(concurrency),
+            AnyStore::Sqlite(store) => store.limits(concurrency),
+            AnyStore::DynamoDb(store) => store.limits(concurrency),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! single transaction ("group commit"): with many events in flight, one fsync covers
 //! hundreds of them, and each caller still hears back only after its own commit.
 
-use super::{Applied, ErrorKind, NotificationStore, StoreError};
+use super::{Applied, ErrorKind, Limits, NotificationStore, StoreError};
 use crate::domain::{Change, FeedItem, Id};
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
@@ -73,6 +73,8 @@ struct Request {
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Request>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: mpsc::Sender<()>,
     /// Reads (feed) use their own connection: WAL lets them run beside the writer.
     reader: Arc<Mutex<Connection>>,
 }
@@ -92,17 +94,30 @@ impl SqliteStore {
             })?;
         }
         let writer_connection = connect(path)?;
+        // The writer never checkpoints (that would stall commits while it copies the WAL
+        // into the database); a thread of its own does, beside it.
+        writer_connection
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -8192;")
+            .map_err(classify)?;
+        let checkpoint_connection = connect(path)?;
         let reader = connect(path)?;
         let (writer, requests) = mpsc::channel();
+        let (checkpointer, stop_checkpoints) = mpsc::channel::<()>();
+        let spawn_failed = |error: std::io::Error| {
+            StoreError::new(ErrorKind::Systemic, format!("cannot start a thread: {error}"))
+        };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_loop(writer_connection, requests))
-            .map_err(|error| {
-                StoreError::new(ErrorKind::Systemic, format!("cannot start the writer: {error}"))
-            })?;
+            .map_err(spawn_failed)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_connection, stop_checkpoints))
+            .map_err(spawn_failed)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             writer,
+            _checkpointer: checkpointer,
             reader: Arc::new(Mutex::new(reader)),
         })
     }
@@ -139,6 +154,26 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
         .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
         .map_err(classify)?;
     Ok(connection)
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Past this many WAL pages a checkpoint also waits for readers, so the WAL cannot grow
+/// without bound under a long-running read.
+const WAL_PAGES_BEFORE_FULL_CHECKPOINT: i64 = 100_000;
+
+fn checkpoint_loop(connection: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let passive = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1));
+        if let Ok(wal_pages) = passive
+            && wal_pages > WAL_PAGES_BEFORE_FULL_CHECKPOINT
+        {
+            let _ = connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        }
+        if let Err(error) = passive {
+            tracing::debug!(%error, "sqlite checkpoint failed; trying again");
+        }
+    }
 }
 
 fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
@@ -304,9 +339,14 @@ impl NotificationStore for SqliteStore {
         .await
     }
 
-    fn in_flight_limit(&self, concurrency: usize) -> usize {
-        // Commit size is what makes SQLite fast; `WORKER_CONCURRENCY` must not cap it at a
-        // few dozen (SPEC.md, configuration).
-        concurrency.saturating_mul(16).clamp(concurrency, 4096)
+    fn limits(&self, concurrency: usize) -> Limits {
+        // Commit size is what makes SQLite fast (one fsync per commit), so `WORKER_CONCURRENCY`
+        // must not cap it at a few dozen (SPEC.md, configuration): hold many events, and let
+        // each be a store call: the writer thread folds them into one transaction.
+        let in_flight = concurrency.saturating_mul(32).clamp(concurrency, 2048);
+        Limits {
+            store_calls: in_flight,
+            in_flight,
+        }
     }
 }

@@ -171,6 +171,7 @@ impl Drop for NatsServer {
 pub struct Dynalite {
     pub port: u16,
     data: Option<tempfile::TempDir>,
+    max_item_kib: Option<f64>,
     child: Option<Child>,
 }
 
@@ -183,10 +184,24 @@ impl Dynalite {
         Dynalite::launch(Some(tempfile::tempdir().unwrap()))
     }
 
+    /// A server that refuses items over `kib` KiB (DynamoDB's limit is 400), to make the
+    /// store reject one item for good.
+    pub fn start_with_max_item_size(kib: f64) -> Dynalite {
+        let mut server = Dynalite {
+            port: free_port(),
+            data: None,
+            max_item_kib: Some(kib),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
     fn launch(data: Option<tempfile::TempDir>) -> Dynalite {
         let mut server = Dynalite {
             port: free_port(),
             data,
+            max_item_kib: None,
             child: None,
         };
         server.spawn();
@@ -216,6 +231,9 @@ impl Dynalite {
             .stderr(Stdio::null());
         if let Some(data) = &self.data {
             command.arg("--path").arg(data.path());
+        }
+        if let Some(kib) = self.max_item_kib {
+            command.args(["--maxItemSizeKb", &kib.to_string()]);
         }
         self.child = Some(command.spawn().expect("dynalite starts"));
         let port = self.port;
