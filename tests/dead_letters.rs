@@ -75,14 +75,7 @@ async fn a_message_delivered_too_often_is_dead_lettered_with_max_deliveries() {
     use async_nats::jetstream::consumer;
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
-    let stream = js
-        .get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: "NOTIFICATIONS".into(),
-            subjects: vec!["notifications.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let stream = create_stream(&js).await;
     // An existing consumer, used as it is: 4 deliveries at most, a short AckWait.
     let crashing: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {

@@ -1,7 +1,7 @@
 //! The physical ceilings, each measured with a minimal client in the same run, so that the
 //! worker's figures can be read as ratios on whatever machine runs this.
 
-use super::support::{Dynalite, NatsServer, like, publish_backlog};
+use super::support::{Dynalite, NatsServer, create_stream, like, publish_backlog};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -23,14 +23,7 @@ pub async fn jetstream(events: usize) -> Rate {
     use async_nats::jetstream::consumer;
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
-    let stream = js
-        .get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: "NOTIFICATIONS".into(),
-            subjects: vec!["notifications.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let stream = create_stream(&js).await;
     publish_backlog(&js, events).await;
     let consumer: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {

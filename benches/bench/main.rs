@@ -43,6 +43,19 @@ impl Sizes {
     }
 }
 
+/// How many times each ceiling and each drain runs (the median is reported).
+const REPEATS: usize = 3;
+
+fn median_rate(mut rates: Vec<ceilings::Rate>) -> ceilings::Rate {
+    rates.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    rates[rates.len() / 2]
+}
+
+fn median_drain(mut drains: Vec<runs::Drain>) -> runs::Drain {
+    drains.sort_by(|a, b| a.events_per_second().total_cmp(&b.events_per_second()));
+    drains.swap_remove(drains.len() / 2)
+}
+
 /// The concurrency sweep.
 pub const CONCURRENCY: [usize; 4] = [1, 8, 64, 256];
 
@@ -108,19 +121,38 @@ async fn run_all(sizes: Sizes) -> Report {
     let step = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let mut report = Report::new(&sizes);
 
-    step("ceiling: JetStream consume + ack");
-    report.jetstream_ceiling = ceilings::jetstream(sizes.sqlite_drain).await;
-    step("ceiling: minimal SQLite writer");
-    report.sqlite_ceiling = ceilings::sqlite(sizes.sqlite_drain);
-    step("ceiling: DynamoDB conditional PutItem at concurrency 64");
-    report.dynamodb_ceiling = ceilings::dynamodb(sizes.dynamodb_drain, 64).await;
-
+    // Ceilings and drains are each run REPEATS times, alternating, and the medians kept:
+    // this machine is shared, and single runs drift.
+    let mut js = Vec::new();
+    let mut sq = Vec::new();
+    let mut dy = Vec::new();
+    let mut sqlite_drains = Vec::new();
+    let mut dynamodb_drains = Vec::new();
+    for round in 1..=REPEATS {
+        step(&format!(
+            "round {round}/{REPEATS}: ceiling: JetStream consume + ack"
+        ));
+        js.push(ceilings::jetstream(sizes.sqlite_drain).await);
+        step(&format!(
+            "round {round}/{REPEATS}: ceiling: minimal SQLite writer"
+        ));
+        sq.push(ceilings::sqlite(sizes.sqlite_drain));
+        step(&format!(
+            "round {round}/{REPEATS}: ceiling: DynamoDB conditional PutItem at concurrency 64"
+        ));
+        dy.push(ceilings::dynamodb(sizes.dynamodb_drain, 64).await);
+        step(&format!("round {round}/{REPEATS}: worker: SQLite drain"));
+        sqlite_drains.push(runs::drain(runs::Store::Sqlite, sizes.sqlite_drain, 64).await);
+        step(&format!("round {round}/{REPEATS}: worker: DynamoDB drain"));
+        dynamodb_drains.push(runs::drain(runs::Store::DynamoDb, sizes.dynamodb_drain, 64).await);
+    }
+    report.jetstream_ceiling = median_rate(js);
+    report.sqlite_ceiling = median_rate(sq);
+    report.dynamodb_ceiling = median_rate(dy);
+    report.sqlite_drain = Some(median_drain(sqlite_drains));
+    report.dynamodb_drain = Some(median_drain(dynamodb_drains));
     step("worker: start to ready");
     report.start_to_ready = runs::start_to_ready().await;
-    step("worker: SQLite drain");
-    report.sqlite_drain = Some(runs::drain(runs::Store::Sqlite, sizes.sqlite_drain, 64).await);
-    step("worker: DynamoDB drain");
-    report.dynamodb_drain = Some(runs::drain(runs::Store::DynamoDb, sizes.dynamodb_drain, 64).await);
     step("worker: latency at a fixed rate (SQLite)");
     report.latency = Some(runs::latency(sizes.latency_rate, sizes.latency_seconds).await);
     for concurrency in CONCURRENCY {

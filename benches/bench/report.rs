@@ -53,6 +53,11 @@ impl Report {
         let sq = self.sqlite_ceiling.per_second();
         let dy = self.dynamodb_ceiling.per_second();
         let sqlite_ceiling = js.min(sq);
+        let _ = writeln!(
+            out,
+            "Ceilings and drains: median of {} runs each.\n",
+            super::REPEATS
+        );
         let _ = writeln!(out, "| measure | result | ceiling (same run) | ratio | goal |");
         let _ = writeln!(out, "|---|---|---|---|---|");
         let _ = writeln!(

@@ -197,16 +197,7 @@ async fn dispatch<S: NotificationStore>(
             Reason::MaxDeliveries,
             format!("delivered {} times (limit {max})", delivery.delivered),
         );
-        let outcome = reject(shared, &delivery, rejection, Outcome::DeadLettered).await;
-        let event_type = event_type_label(&delivery.subject);
-        outcome::report(
-            &shared.metrics,
-            &outcome,
-            &delivery,
-            event_type,
-            None,
-            received.elapsed(),
-        );
+        reject_unapplied(shared, &delivery, rejection, Outcome::DeadLettered, received).await;
         return;
     }
     let policy = EventPolicy {
@@ -215,16 +206,7 @@ async fn dispatch<S: NotificationStore>(
     };
     match parse_event(&delivery.subject, &delivery.body, &policy) {
         Err(rejection) => {
-            let outcome = reject(shared, &delivery, rejection, Outcome::Invalid).await;
-            let event_type = event_type_label(&delivery.subject);
-            outcome::report(
-                &shared.metrics,
-                &outcome,
-                &delivery,
-                event_type,
-                None,
-                received.elapsed(),
-            );
+            reject_unapplied(shared, &delivery, rejection, Outcome::Invalid, received).await;
         }
         Ok((event_type, Decision::SkipSelf { .. })) => {
             delivery.ack().await;
@@ -252,6 +234,27 @@ async fn dispatch<S: NotificationStore>(
             }
         }
     }
+}
+
+/// Rejects a delivery that never reached a lane (invalid, or delivered too often) and
+/// reports it under its subject's event type.
+async fn reject_unapplied<S>(
+    shared: &Shared<S>,
+    delivery: &Delivery,
+    rejection: Rejection,
+    outcome: fn(Rejection) -> Outcome,
+    received: Instant,
+) {
+    let outcome = reject(shared, delivery, rejection, outcome).await;
+    let event_type = event_type_label(&delivery.subject);
+    outcome::report(
+        &shared.metrics,
+        &outcome,
+        delivery,
+        event_type,
+        None,
+        received.elapsed(),
+    );
 }
 
 /// Dead-letters the delivery, then acknowledges it; if the dead letter cannot be stored,

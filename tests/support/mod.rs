@@ -479,20 +479,23 @@ pub async fn publish(
         .sequence
 }
 
+/// The NOTIFICATIONS stream, created the simplest way (the worker uses it as it is).
+pub async fn create_stream(js: &async_nats::jetstream::Context) -> async_nats::jetstream::stream::Stream {
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "NOTIFICATIONS".into(),
+        subjects: vec!["notifications.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// Creates the stream and consumer the way `setup` does, but with a short AckWait so that
 /// redeliveries after a crash happen within the test's time (an existing consumer is used
 /// unchanged by the worker).
 pub async fn create_consumer_with_ack_wait(nats: &NatsServer, ack_wait: Duration) {
-    use async_nats::jetstream::{consumer, stream};
-    let js = nats.jetstream().await;
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: "NOTIFICATIONS".into(),
-            subjects: vec!["notifications.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    use async_nats::jetstream::consumer;
+    let stream = create_stream(&nats.jetstream().await).await;
     stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some("notification-worker".into()),
