@@ -25,7 +25,7 @@ deps: ## Install what the tests start: nats-server and the pinned dynalite
 	scripts/test-deps.sh
 
 test: deps ## Run the whole test suite (starts its own nats-server and dynalite)
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 bench: deps ## Measure speed and cost against this machine's ceilings (about 5 minutes; BENCH_SCALE=0.1 for a quick look)
 	$(CARGO) bench --bench bench
