@@ -36,7 +36,8 @@ impl Source {
     ///
     /// On `shutdown` a core subscription stops at once (its messages are at-most-once
     /// anyway); a JetStream pull runs to its end, since the server may already be sending
-    /// its messages, and what it delivers is processed rather than left to time out.
+    /// its messages, and what it delivers is processed rather than left to time out (the
+    /// caller stops reading once the pull goes quiet).
     pub async fn pull(
         &mut self,
         max: usize,

@@ -21,6 +21,8 @@ use tokio_util::task::TaskTracker;
 
 /// Most messages asked for in one pull request.
 const MAX_PULL: usize = 1024;
+/// At shutdown, how long the last pull may stay silent before the worker stops reading it.
+const QUIET_PULL_AT_SHUTDOWN: Duration = Duration::from_millis(250);
 /// Longest wait for more room before a pull under load (see the pull loop).
 const TOP_UP_WAIT: Duration = Duration::from_millis(2);
 /// When a dead letter cannot be stored (NATS trouble), the original comes back after this.
@@ -141,9 +143,24 @@ pub async fn run<S: NotificationStore>(
             () = shutdown.cancelled() => break,
         };
         pull_failures = 0;
-        // Read the pull to its end even during shutdown: see `Source::pull`.
+        // Read the pull to its end even during shutdown (see `Source::pull`), unless it has
+        // gone quiet: then an idle worker stops at once instead of waiting for the pull to
+        // expire. A message the server sends after that comes back after AckWait.
         loop {
-            match futures::StreamExt::next(&mut deliveries).await {
+            let next = futures::StreamExt::next(&mut deliveries);
+            let item = if shutdown.is_cancelled() {
+                match tokio::time::timeout(QUIET_PULL_AT_SHUTDOWN, next).await {
+                    Ok(item) => item,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    item = next => item,
+                    // Re-enter with the timeout above as soon as shutdown begins.
+                    () = shutdown.cancelled() => continue,
+                }
+            };
+            match item {
                 Some(Ok(delivery)) => {
                     let permit = reserved
                         .pop()
