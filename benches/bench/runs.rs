@@ -3,7 +3,9 @@
 
 use super::ceilings::Rate;
 use super::process::{self, Cost};
-use super::support::{Dynalite, NatsServer, base_env, command, free_port, like, publish_backlog};
+use super::support::{
+    Dynalite, NatsServer, base_env, command, free_port, like, publish_backlog, worker_consumer,
+};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -80,13 +82,7 @@ pub async fn drain(store: Store, events: usize, concurrency: usize) -> Drain {
     let setup = prepare(store, concurrency);
     let js = setup.nats.jetstream().await;
     publish_backlog(&js, events).await;
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream("NOTIFICATIONS")
-        .await
-        .unwrap()
-        .get_consumer("notification-worker")
-        .await
-        .unwrap();
+    let mut consumer = worker_consumer(&js).await;
 
     let started = Instant::now();
     // Info logs are written as in production (one line per event), to /dev/null.

@@ -509,16 +509,21 @@ pub async fn create_consumer_with_ack_wait(nats: &NatsServer, ack_wait: Duration
         .unwrap();
 }
 
-/// The consumer's (pending, ack pending) counts.
-pub async fn consumer_backlog(nats: &NatsServer) -> (u64, usize) {
-    let js = nats.jetstream().await;
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream("NOTIFICATIONS")
+/// The worker's durable consumer, as `setup` creates it.
+pub async fn worker_consumer(
+    js: &async_nats::jetstream::Context,
+) -> async_nats::jetstream::consumer::PullConsumer {
+    js.get_stream("NOTIFICATIONS")
         .await
         .unwrap()
         .get_consumer("notification-worker")
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The consumer's (pending, ack pending) counts.
+pub async fn consumer_backlog(nats: &NatsServer) -> (u64, usize) {
+    let mut consumer = worker_consumer(&nats.jetstream().await).await;
     let info = consumer.info().await.unwrap();
     (info.num_pending, info.num_ack_pending)
 }
