@@ -33,10 +33,6 @@ impl Reason {
             Reason::MaxDeliveries => "max_deliveries",
         }
     }
-
-    pub fn from_code(code: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|reason| reason.code() == code)
-    }
 }
 
 impl fmt::Display for Reason {
