@@ -1,7 +1,9 @@
 //! From delivery to acknowledgement: parse, keep each key in order, apply with retries,
 //! then settle the message. This stage knows neither NATS types nor store internals.
 
+mod breaker;
 mod health;
+mod keep_alive;
 mod ordering;
 mod outcome;
 mod retry;

@@ -68,18 +68,6 @@ impl<J> Sequencer<J> {
         }
         next
     }
-
-    /// Applies `f` to the jobs queued behind a lane's current job.
-    pub fn queued<T>(&self, key: OrderKey, f: impl Fn(&J) -> T) -> Vec<T> {
-        let waiting = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        waiting
-            .get(&key)
-            .map(|lane| lane.iter().map(f).collect())
-            .unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
@@ -94,7 +82,6 @@ mod tests {
         assert_eq!(sequencer.enter(b, "b1"), Some("b1"));
         assert_eq!(sequencer.enter(a, "a2"), None);
         assert_eq!(sequencer.enter(a, "a3"), None);
-        assert_eq!(sequencer.queued(a, |job| *job), vec!["a2", "a3"]);
         assert_eq!(sequencer.next(a), Some("a2"));
         assert_eq!(sequencer.next(a), Some("a3"));
         assert_eq!(sequencer.next(a), None);

@@ -60,6 +60,8 @@ pub struct Metrics {
     ready: Gauge,
     consumer_pending: Gauge,
     dead_letters: Family<ReasonLabels, Counter>,
+    dead_letter_failures: Counter,
+    rejection_breaker_open: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -128,6 +130,18 @@ impl Metrics {
             "Events dead-lettered, by reason",
             dead_letters.clone(),
         );
+        let dead_letter_failures = Counter::default();
+        registry.register(
+            "dead_letter_failures",
+            "Dead letters that could not be published (the original is handed back, not acknowledged)",
+            dead_letter_failures.clone(),
+        );
+        let rejection_breaker_open = Gauge::default();
+        registry.register(
+            "store_rejected_breaker_open",
+            "1 while many store_rejected refusals in a row hold events and pause intake",
+            rejection_breaker_open.clone(),
+        );
         let build_info = Family::<VersionLabels, Gauge>::default();
         registry.register("build_info", "The running version", build_info.clone());
         build_info
@@ -147,6 +161,8 @@ impl Metrics {
             ready,
             consumer_pending,
             dead_letters,
+            dead_letter_failures,
+            rejection_breaker_open,
         };
         metrics.start_every_series_at_zero();
         metrics
@@ -202,6 +218,14 @@ impl Metrics {
             .inc();
     }
 
+    pub fn dead_letter_failed(&self) {
+        self.dead_letter_failures.inc();
+    }
+
+    pub fn set_rejection_breaker_open(&self, open: bool) {
+        self.rejection_breaker_open.set(i64::from(open));
+    }
+
     pub fn received(&self) {
         self.in_flight.inc();
     }
@@ -252,6 +276,8 @@ mod tests {
             "notification_worker_nats_connected 0",
             "notification_worker_ready 0",
             "notification_worker_consumer_pending 0",
+            "notification_worker_dead_letter_failures_total 0",
+            "notification_worker_store_rejected_breaker_open 0",
             r#"notification_worker_build_info{version=""#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
