@@ -1,6 +1,7 @@
 use clap::Parser;
 use notification_worker::cli::{self, Cli, Command};
 use notification_worker::config::Config;
+use notification_worker::input::ConsumerRefused;
 use notification_worker::telemetry::{self, LogTarget};
 use std::process::ExitCode;
 
@@ -42,7 +43,12 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "stopped on an error");
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // A consumer that needs changing is a configuration error, like a bad variable.
+            if error.downcast_ref::<ConsumerRefused>().is_some() {
+                ExitCode::from(CONFIG_ERROR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -46,28 +46,42 @@ async fn an_invalid_event_is_dead_lettered_untouched_with_its_reason_before_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_lettering_the_same_message_twice_keeps_one_copy() {
-    // A crash between the dead letter and the ack redelivers the original; the second dead
-    // letter carries the same Nats-Msg-Id and the stream drops it.
+async fn dead_lettering_the_same_delivery_twice_keeps_one_copy() {
+    // A crash between the dead letter and the ack redelivers the original, which is
+    // dead-lettered again: the worker's own send path must make the stream drop the copy.
+    use async_nats::jetstream::consumer;
+    use notification_worker::domain::Reason;
+    use notification_worker::input::{DeadLetters, Delivery};
     let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let setup = command(dir.path(), &base_env(&nats, dir.path()))
-        .arg("setup")
-        .output()
-        .unwrap();
-    assert!(setup.status.success());
     let js = nats.jetstream().await;
+    let stream = create_stream(&js).await;
+    let seq = publish(&js, "notifications.post.like", "{").await;
+    let reader: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut batch = reader
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    let message = futures::StreamExt::next(&mut batch).await.unwrap().unwrap();
+    let delivery = Delivery::from_jetstream(message);
+
+    let sender = DeadLetters::ensure(&js, "NOTIFICATIONS", &Default::default())
+        .await
+        .unwrap();
     for _ in 0..2 {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", "NOTIFICATIONS:7");
-        headers.insert("Dlq-Reason", "invalid_json");
-        js.publish_with_headers("dlq.notifications.post.like", headers, "{".into())
-            .await
-            .unwrap()
+        sender
+            .send(&delivery, Reason::InvalidJson, "expected value")
             .await
             .unwrap();
     }
-    assert_eq!(dead_letters(&nats).await.len(), 1);
+    let letters = dead_letters(&nats).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(header(&letters[0], "Dlq-Original-Sequence"), seq.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,20 +90,20 @@ async fn a_message_delivered_too_often_is_dead_lettered_with_max_deliveries() {
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
     let stream = create_stream(&js).await;
-    // An existing consumer, used as it is: 4 deliveries at most, a short AckWait.
+    // An existing consumer, used as it is: no server-side limit, a short AckWait.
     let crashing: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some("notification-worker".into()),
             filter_subject: "notifications.>".into(),
-            ack_wait: Duration::from_millis(500),
-            max_deliver: 4,
+            ack_wait: Duration::from_millis(300),
             ..Default::default()
         })
         .await
         .unwrap();
     publish(&js, "notifications.post.like", like("user-1", "user-2", "post-1")).await;
-    // Three deliveries that are never settled, as if a worker crashed on it each time.
-    for delivery in 1..=3 {
+    // Nine deliveries that are never settled, as if a worker crashed on it each time; the
+    // worker dead-letters on the tenth.
+    for delivery in 1..=9 {
         let mut batch = crashing
             .fetch()
             .max_messages(1)
@@ -119,9 +133,126 @@ async fn a_message_delivered_too_often_is_dead_lettered_with_max_deliveries() {
     .await;
     let letter = &dead_letters(&nats).await[0];
     assert_eq!(header(letter, "Dlq-Reason"), "max_deliveries");
-    assert_eq!(header(letter, "Dlq-Attempts"), "4");
+    assert_eq!(header(letter, "Dlq-Attempts"), "10");
+    // The outcome is logged just after the dead letter is stored.
+    wait_until("the outcome logged", WITHIN, || {
+        worker.count("dead_lettered") == 1
+    });
     assert_eq!(count_rows(dir.path()), 0, "not applied on its last delivery");
-    assert_eq!(worker.count("dead_lettered"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_consumer_with_a_server_side_max_deliver_is_refused() {
+    // Past max_deliver the server drops a message silently, and every hand-back counts as
+    // a delivery: a store outage would use them up, a failed dead letter would lose it.
+    use async_nats::jetstream::consumer;
+    let nats = NatsServer::start();
+    let stream = create_stream(&nats.jetstream().await).await;
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("notification-worker".into()),
+            filter_subject: "notifications.>".into(),
+            max_deliver: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_until_exit(dir.path(), &base_env(&nats, dir.path()), WITHIN);
+    assert_eq!(code, 2, "a configuration error: {stderr}");
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("error:"))
+        .unwrap_or_else(|| panic!("one error line: {stderr}"));
+    for needed in [
+        "notification-worker",
+        "max_deliver=5",
+        "unlimited",
+        "--max-deliver=-1",
+    ] {
+        assert!(line.contains(needed), "{needed:?} missing from {line:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_published_is_neither_acknowledged_nor_lost() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = with_http(base_env(&nats, dir.path()));
+    let worker = Worker::start(dir.path(), &env);
+    let addr = worker.http_addr();
+    let js = nats.jetstream().await;
+    js.delete_stream("NOTIFICATIONS_DLQ").await.unwrap();
+    let seq = publish(&js, "notifications.post.like", "not json").await;
+
+    wait_until("two failed dead letters", WITHIN, || {
+        worker
+            .logs()
+            .iter()
+            .filter(|line| line.contains("cannot dead-letter"))
+            .count()
+            >= 2
+    });
+    assert_ne!(consumer_backlog(&nats).await, (0, 0), "not acknowledged");
+    assert_eq!(worker.outcome_of(seq).as_deref(), Some("handed_back"));
+    let failures = metric(
+        &http_get(&addr, "/metrics").1,
+        "notification_worker_dead_letter_failures_total",
+    );
+    assert!(failures >= Some(2.0), "failures counted: {failures:?}");
+
+    // The dead-letter stream back (as `setup` creates it): the event lands there.
+    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    eventually("the dead letter", WITHIN, || async {
+        dead_letters(&nats).await.len() == 1
+    })
+    .await;
+    let letter = &dead_letters(&nats).await[0];
+    assert_eq!(header(letter, "Dlq-Reason"), "invalid_json");
+    assert_eq!(header(letter, "Dlq-Original-Sequence"), seq.to_string());
+    eventually("the original acknowledged", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_stream_is_created_with_limits_and_a_short_duplicate_window() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.push(("DLQ_MAX_AGE", "2d".into()));
+    env.push(("DLQ_MAX_BYTES", "10MiB".into()));
+    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let js = nats.jetstream().await;
+    let mut stream = js.get_stream("NOTIFICATIONS_DLQ").await.unwrap();
+    let config = &stream.info().await.unwrap().config;
+    assert_eq!(config.max_age, Duration::from_secs(2 * 24 * 3600));
+    assert_eq!(config.max_bytes, 10 * 1024 * 1024);
+    assert_eq!(config.duplicate_window, Duration::from_secs(5 * 60));
+    // Full: refuse new dead letters (the originals come back and the failure is counted)
+    // rather than drop old ones silently.
+    assert_eq!(config.discard, async_nats::jetstream::stream::DiscardPolicy::New);
+
+    let bad = command(
+        dir.path(),
+        &[env.clone(), vec![("DLQ_MAX_AGE", "soon".into())]].concat(),
+    )
+    .arg("setup")
+    .output()
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("DLQ_MAX_AGE"));
 }
 
 fn dlq_cli(dir: &std::path::Path, env: &[(&'static str, String)], args: &[&str]) -> (i32, String, String) {

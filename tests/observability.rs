@@ -7,19 +7,6 @@ use support::*;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
-fn with_http(mut env: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
-    env.retain(|(name, _)| *name != "HTTP_ADDR");
-    env.push(("HTTP_ADDR", "127.0.0.1:0".into()));
-    env
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_outcomes_with_the_contract_names() {
     let nats = NatsServer::start();

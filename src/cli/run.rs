@@ -31,7 +31,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let js = async_nats::jetstream::new(client.clone());
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
             let (consumer, limits) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
-            let dead_letters = DeadLetters::ensure(&js, &config.nats.stream).await?;
+            let dead_letters = DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
             let source = Source::JetStream(Box::new(consumer.clone()));
             (source, Some(dead_letters), Some(limits), Some(consumer))
         }

@@ -12,7 +12,7 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
         println!("stream {} ready", config.nats.stream);
         input::ensure_consumer(&stream, &config.nats.consumer).await?;
         println!("consumer {} ready", config.nats.consumer);
-        input::DeadLetters::ensure(&js, &config.nats.stream).await?;
+        input::DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
         println!("dead-letter stream {} ready", input::DLQ_STREAM);
     }
     let store = AnyStore::open(&config.store).await?;

@@ -4,8 +4,10 @@
 //! A bad value is a [`ConfigError`] that names the variable, says what is wrong and shows a
 //! good value; `main` prints it on one line and exits with code 2.
 
+mod dead_letters;
 mod nats;
 
+pub use dead_letters::DeadLetterSettings;
 pub use nats::{NatsAuth, NatsTls, Secret};
 use nats::{parse_nats_auth, parse_nats_name, parse_nats_tls, parse_nats_urls};
 
@@ -102,6 +104,14 @@ pub struct RawSettings {
     /// Health and metrics listener address, or `off`.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
     pub http_addr: String,
+    /// Dead letters older than this are removed from NOTIFICATIONS_DLQ when the worker
+    /// creates it (s, m, h or d).
+    #[arg(long, env = "DLQ_MAX_AGE", default_value = dead_letters::DEFAULT_MAX_AGE, global = true)]
+    pub dlq_max_age: String,
+    /// Size limit of NOTIFICATIONS_DLQ when the worker creates it (KiB, MiB, GiB, TiB, or
+    /// unlimited); when full, new dead letters are refused and their events come back.
+    #[arg(long, env = "DLQ_MAX_BYTES", default_value = dead_letters::DEFAULT_MAX_BYTES, global = true)]
+    pub dlq_max_bytes: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +154,7 @@ pub struct Config {
     pub concurrency: usize,
     /// `None` when `HTTP_ADDR=off`.
     pub http_addr: Option<SocketAddr>,
+    pub dead_letters: DeadLetterSettings,
 }
 
 /// A value that cannot be used, said in one line.
@@ -224,6 +235,7 @@ impl Config {
             },
             concurrency: parse_concurrency(&raw.worker_concurrency)?,
             http_addr: parse_http_addr(&raw.http_addr)?,
+            dead_letters: dead_letters::parse(&raw.dlq_max_age, &raw.dlq_max_bytes)?,
         })
     }
 }
@@ -364,6 +376,8 @@ mod tests {
             log_format: None,
             worker_concurrency: "64".into(),
             http_addr: "127.0.0.1:8080".into(),
+            dlq_max_age: "7d".into(),
+            dlq_max_bytes: "1GiB".into(),
         }
     }
 
@@ -410,6 +424,8 @@ mod tests {
             (|s| s.http_addr = "8080".into(), "HTTP_ADDR"),
             (|s| s.log_format = Some("xml".into()), "LOG_FORMAT"),
             (|s| s.environment = "staging".into(), "ENVIRONMENT"),
+            (|s| s.dlq_max_age = "forever".into(), "DLQ_MAX_AGE"),
+            (|s| s.dlq_max_bytes = "lots".into(), "DLQ_MAX_BYTES"),
             (
                 |s| s.nats_creds_file = Some("/does/not/exist.creds".into()),
                 "NATS_CREDS_FILE",

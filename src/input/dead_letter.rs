@@ -2,6 +2,7 @@
 //! `NOTIFICATIONS_DLQ` (subjects `dlq.<original subject>`), body untouched.
 
 use super::Delivery;
+use crate::config::DeadLetterSettings;
 use crate::domain::Reason;
 use anyhow::Context;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -23,8 +24,10 @@ pub mod header {
 }
 
 /// A repeated dead-lettering of one message (a redelivery after a crash between the dead
-/// letter and the ack) is dropped by the stream's duplicate window, keyed by `Nats-Msg-Id`.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// letter and the ack, which comes back within AckWait) is dropped by the stream's
+/// duplicate window, keyed by `Nats-Msg-Id`. Minutes are enough for that; the server keeps
+/// every id of the window in memory, so a window of hours would cost memory for nothing.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// `Dlq-Error` is cut to this many bytes (headers travel with every message).
 const MAX_ERROR_BYTES: usize = 512;
 /// Room kept for the headers when checking a dead letter against the server's max payload.
@@ -37,16 +40,31 @@ pub struct DeadLetters {
     js: jetstream::Context,
     /// The stream the originals come from, part of each `Nats-Msg-Id`.
     source_stream: String,
+    /// How long the dead-letter stream keeps them, as the server says; `None`: forever.
+    max_age: Option<Duration>,
 }
 
 impl DeadLetters {
-    /// Uses the dead-letter stream, creating it when absent.
-    pub async fn ensure(js: &jetstream::Context, source_stream: &str) -> anyhow::Result<DeadLetters> {
-        ensure_stream(js).await?;
+    /// Uses the dead-letter stream, creating it with `settings` when absent.
+    pub async fn ensure(
+        js: &jetstream::Context,
+        source_stream: &str,
+        settings: &DeadLetterSettings,
+    ) -> anyhow::Result<DeadLetters> {
+        let stream = ensure_stream(js, settings).await?;
+        let max_age = stream.cached_info().config.max_age;
         Ok(DeadLetters {
             js: js.clone(),
             source_stream: source_stream.to_owned(),
+            max_age: (!max_age.is_zero()).then_some(max_age),
         })
+    }
+
+    /// The effective max age of the dead-letter stream (an existing stream's own, which may
+    /// differ from `DLQ_MAX_AGE`); `None` when it keeps dead letters forever. Anything that
+    /// must outlive a replayable dead letter checks against this.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age
     }
 
     /// Stores `delivery` as a dead letter and returns once the server has acknowledged it,
@@ -90,13 +108,24 @@ impl DeadLetters {
     }
 }
 
-pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &DeadLetterSettings,
+) -> anyhow::Result<stream::Stream> {
     js.get_or_create_stream(stream::Config {
         name: DLQ_STREAM.to_owned(),
         subjects: vec![DLQ_FILTER.to_owned()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
-        duplicate_window: DUPLICATE_WINDOW,
+        max_age: settings.max_age,
+        max_bytes: settings
+            .max_bytes
+            .and_then(|bytes| i64::try_from(bytes).ok())
+            .unwrap_or(-1),
+        // Full: refuse the new dead letter (its original comes back and the failure is
+        // counted) rather than drop the oldest one silently.
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: DUPLICATE_WINDOW.min(settings.max_age),
         ..Default::default()
     })
     .await

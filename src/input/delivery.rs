@@ -27,7 +27,8 @@ struct Acker {
 }
 
 impl Delivery {
-    pub(super) fn from_jetstream(message: async_nats::jetstream::Message) -> Delivery {
+    /// Public for tests that drive the dead-letter path with a real message.
+    pub fn from_jetstream(message: async_nats::jetstream::Message) -> Delivery {
         let (stream_sequence, delivered) = match message.info() {
             Ok(info) => (
                 Some(info.stream_sequence),

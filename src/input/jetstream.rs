@@ -12,9 +12,23 @@ const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Created consumers let this many messages be unacknowledged at once (all replicas).
 const MAX_ACK_PENDING: i64 = 20_000;
 
-/// Without a limit on the consumer, a message delivered this many times is dead-lettered
-/// (`max_deliveries`) by the worker.
-const DEFAULT_MAX_DELIVERIES: u64 = 10;
+/// A message delivered this many times is dead-lettered (`max_deliveries`) by the worker.
+const MAX_DELIVERIES: u64 = 10;
+
+/// An existing consumer the worker must not use as it is. A configuration error (exit
+/// code 2): an operator must change the consumer.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "consumer {consumer} on stream {stream} has max_deliver={max_deliver}; the worker needs it unlimited \
+     (past it the server drops a message silently, and every hand-back during a store outage or a \
+     failed dead letter counts as a delivery): run `nats consumer edit {stream} {consumer} --max-deliver=-1`, \
+     or delete the consumer and let the worker create it"
+)]
+pub struct ConsumerRefused {
+    pub stream: String,
+    pub consumer: String,
+    pub max_deliver: i64,
+}
 
 /// What the worker must respect of the consumer, read from the server.
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +69,8 @@ pub async fn ensure_consumer(
                 ack_wait: ACK_WAIT,
                 max_ack_pending: MAX_ACK_PENDING,
                 // No server-side limit: past it the server would drop a message silently. The
-                // worker dead-letters at DEFAULT_MAX_DELIVERIES instead, and if the dead
-                // letter cannot be stored the message simply comes back.
+                // worker dead-letters at MAX_DELIVERIES instead, and if the dead letter
+                // cannot be stored the message simply comes back.
                 max_deliver: -1,
                 ..Default::default()
             },
@@ -68,12 +82,18 @@ pub async fn ensure_consumer(
         .await
         .with_context(|| format!("cannot read consumer {name}"))?
         .config;
+    // 0 and -1 both mean unlimited.
+    if config.max_deliver > 0 {
+        return Err(ConsumerRefused {
+            stream: stream.cached_info().config.name.clone(),
+            consumer: name.to_owned(),
+            max_deliver: config.max_deliver,
+        }
+        .into());
+    }
     let limits = ConsumerLimits {
         ack_wait: config.ack_wait,
-        max_deliveries: u64::try_from(config.max_deliver)
-            .ok()
-            .filter(|max| *max > 0)
-            .unwrap_or(DEFAULT_MAX_DELIVERIES),
+        max_deliveries: MAX_DELIVERIES,
     };
     Ok((consumer, limits))
 }

@@ -646,3 +646,48 @@ impl Worker {
             .expect("the bound address is logged")
     }
 }
+
+/// The worker's environment with the HTTP listener on a free port (see `Worker::http_addr`).
+pub fn with_http(mut env: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    env.retain(|(name, _)| *name != "HTTP_ADDR");
+    env.push(("HTTP_ADDR", "127.0.0.1:0".into()));
+    env
+}
+
+/// One series' value in a /metrics text, e.g. `metric(&text, "notification_worker_ready")`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// Runs the worker until it exits by itself (a refusal at start); the test fails if it is
+/// still running after `within`. Returns (exit code, stderr).
+pub fn run_until_exit(dir: &Path, env: &[(&'static str, String)], within: Duration) -> (i32, String) {
+    let mut child = command(dir, env)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("worker starts");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the worker was still running after {within:?}: it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    (status.code().unwrap_or(-1), reader.join().unwrap())
+}
