@@ -98,3 +98,121 @@ async fn setup_creates_the_table_and_is_idempotent() {
             .is_empty()
     );
 }
+
+/// Creates `table` with the right key names but `action_key` a number: every PutItem is
+/// refused with "Type mismatch for key", whatever the event.
+async fn create_mistyped_table(dynamo: &Dynalite, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let client = aws_sdk_dynamodb::Client::new(&dynamo.sdk_config().await);
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("owner", ScalarAttributeType::S))
+        .attribute_definitions(attribute("action_key", ScalarAttributeType::N))
+        .key_schema(key("owner", KeyType::Hash))
+        .key_schema(key("action_key", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_whose_key_schema_does_not_match_pauses_intake_instead_of_dead_lettering() {
+    let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
+    const TABLE: &str = "mistyped-notifications";
+    create_mistyped_table(&dynamo, TABLE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = with_http(base_env(&nats, dir.path()));
+    env.extend(dynamo.worker_env(TABLE));
+    let worker = Worker::start(dir.path(), &env);
+    let addr = worker.http_addr();
+    let js = nats.jetstream().await;
+    const EVENTS: usize = 30;
+    for i in 0..EVENTS {
+        publish(
+            &js,
+            "notifications.post.like",
+            like("user-1", &format!("fan-{i}"), "post-1"),
+        )
+        .await;
+    }
+    worker.wait_for_log("intake paused", WITHIN);
+    wait_until("not ready", WITHIN, || http_get(&addr, "/readyz").0 == 503);
+    assert!(
+        dead_letters(&nats).await.is_empty(),
+        "a store-wide error blames no event"
+    );
+    assert_ne!(consumer_backlog(&nats).await, (0, 0), "held, not acknowledged");
+
+    // The operator fixes the table: the held events land, nothing was lost.
+    let client = aws_sdk_dynamodb::Client::new(&dynamo.sdk_config().await);
+    client.delete_table().table_name(TABLE).send().await.unwrap();
+    let store = dynamo.store(TABLE).await;
+    store.setup().await.unwrap();
+    wait_until("every event stored", WITHIN, || worker.count("created") == EVENTS);
+    eventually("the consumer to be drained", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
+    wait_until("ready again", WITHIN, || http_get(&addr, "/readyz").0 == 200);
+    let owner = Id::parse("owner", "user-1").unwrap();
+    assert_eq!(store.feed(&owner, 100).await.unwrap().len(), EVENTS);
+    assert!(dead_letters(&nats).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_refusals_in_a_row_open_the_breaker_instead_of_emptying_the_stream() {
+    let nats = NatsServer::start();
+    // Every item over 512 bytes is refused: each refusal on its own looks like one bad item.
+    let dynamo = Dynalite::start_with_max_item_size(0.5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = with_http(base_env(&nats, dir.path()));
+    env.extend(dynamo.worker_env("breaker-notifications"));
+    let worker = Worker::start(dir.path(), &env);
+    let addr = worker.http_addr();
+    let js = nats.jetstream().await;
+    const EVENTS: usize = 40;
+    for i in 0..EVENTS {
+        let big = format!(
+            r#"{{"owner":"user-1","trigger_user":"fan-{i}","action":1,"resource_type":"POST","resource_id":"post-1","user_bio":"{}"}}"#,
+            "é".repeat(400)
+        );
+        publish(&js, "notifications.post.like", big).await;
+    }
+    worker.wait_for_log("breaker open", WITHIN);
+    wait_until("not ready", WITHIN, || http_get(&addr, "/readyz").0 == 503);
+    let text = http_get(&addr, "/metrics").1;
+    assert_eq!(
+        metric(&text, "notification_worker_store_rejected_breaker_open"),
+        Some(1.0)
+    );
+    // The first refusals were dead-lettered one by one; then the breaker held the rest.
+    let letters = dead_letters(&nats).await.len();
+    assert!(
+        (1..20).contains(&letters),
+        "{letters} dead letters: at most 19 before the breaker opens"
+    );
+    assert_ne!(
+        consumer_backlog(&nats).await,
+        (0, 0),
+        "the rest held, not acknowledged"
+    );
+}

@@ -272,6 +272,14 @@ where
                 ErrorKind::Systemic,
                 " (check the AWS credentials and the IAM policy)",
             ),
+            // A key that does not fit the table's key schema or an index's key type fails
+            // every item alike: the table is wrong, not the event. Dead-lettering would
+            // empty the whole stream into the dead letters.
+            "ValidationException" if mismatches_the_schema(error.message().unwrap_or_default()) => (
+                ErrorKind::Systemic,
+                " (the table's keys do not match: NOTIF_TABLE_NAME must have owner (S) HASH, \
+                 action_key (S) RANGE and OwnerIndex on owner (S), created_at (S); see `notification-worker setup`)",
+            ),
             "ValidationException" | "ItemCollectionSizeLimitExceededException" => (ErrorKind::Permanent, ""),
             // Unknown service errors: 5xx are the service's trouble, the rest are ours.
             _ if error
@@ -288,4 +296,37 @@ where
         None => aws_smithy_types::error::display::DisplayErrorContext(error).to_string(),
     };
     StoreError::new(kind, format!("dynamodb {operation} on {table}: {detail}{hint}"))
+}
+
+/// ValidationException messages that say the table's key schema or an index's key type is
+/// not the one the worker writes (DynamoDB's and dynalite's wording).
+fn mismatches_the_schema(message: &str) -> bool {
+    [
+        "Type mismatch for key",
+        "Type mismatch for Index Key",
+        "Missing the key",
+        "The provided key element does not match the schema",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_mismatches_are_told_from_item_refusals() {
+        for message in [
+            "One or more parameter values were invalid: Type mismatch for key action_key expected: N actual: S",
+            "One or more parameter values were invalid: Type mismatch for Index Key created_at Expected: N Actual: S IndexName: OwnerIndex",
+            "One or more parameter values were invalid: Missing the key pk in the item",
+            "The provided key element does not match the schema",
+        ] {
+            assert!(mismatches_the_schema(message), "{message}");
+        }
+        assert!(!mismatches_the_schema(
+            "Item size has exceeded the maximum allowed size"
+        ));
+    }
 }
