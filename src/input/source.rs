@@ -26,6 +26,13 @@ impl Source {
             .map_err(|error| {
                 anyhow::anyhow!("cannot subscribe to {}: {error}", crate::domain::SUBJECT_FILTER)
             })?;
+        // The subscription exists only once the server has it: without the flush, events
+        // published right after "worker started" could reach a server that does not yet
+        // know of any subscriber, and core NATS would drop them.
+        client
+            .flush()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot reach NATS after subscribing: {error}"))?;
         Ok(Source::Core(subscriber))
     }
 
