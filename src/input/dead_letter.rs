@@ -18,6 +18,11 @@ pub mod header {
     pub const ORIGINAL_SUBJECT: &str = "Dlq-Original-Subject";
     pub const ORIGINAL_SEQUENCE: &str = "Dlq-Original-Sequence";
     pub const ATTEMPTS: &str = "Dlq-Attempts";
+    /// The version the event is applied with (its stream's creation time and sequence, as
+    /// one number). `dlq replay` republishes with it, and the worker applies a replayed event
+    /// with it when it is older than the new message's own: a replayed like then cannot undo
+    /// the unlike that followed the original.
+    pub const ORIGINAL_VERSION: &str = "Dlq-Original-Version";
     /// Set (to the original size in bytes) only when the body had to be cut: see `send`.
     pub const TRUNCATED: &str = "Dlq-Truncated";
 }
@@ -53,6 +58,8 @@ impl DeadLetters {
     /// so the caller may then acknowledge the original.
     pub async fn send(&self, delivery: &Delivery, reason: Reason, error: &str) -> Result<(), String> {
         let sequence = delivery.stream_sequence.unwrap_or(0);
+        // A replayed event dead-lettered again keeps its original's sequence and version.
+        let original_sequence = delivery.version.sequence();
         // The body goes untouched, except in one case: a body that the publisher squeezed
         // under the server's max payload no longer fits once the headers are added. Keep
         // its first 64 KiB and say so, rather than failing to dead-letter it forever.
@@ -73,7 +80,8 @@ impl DeadLetters {
             .header(header::REASON, reason.code())
             .header(header::ERROR, header_safe(error).as_str())
             .header(header::ORIGINAL_SUBJECT, delivery.subject.as_str())
-            .header(header::ORIGINAL_SEQUENCE, sequence.to_string().as_str())
+            .header(header::ORIGINAL_SEQUENCE, original_sequence.to_string().as_str())
+            .header(header::ORIGINAL_VERSION, delivery.version.to_string().as_str())
             .header(header::ATTEMPTS, delivery.delivered.to_string().as_str());
         if let Some(size) = truncated_from {
             message = message.header(header::TRUNCATED, size.to_string().as_str());
@@ -97,6 +105,8 @@ pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::St
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         duplicate_window: DUPLICATE_WINDOW,
+        // Bounded, so tombstones (kept at least this long: see `run`) cover any replay.
+        max_age: Duration::from_secs(7 * 24 * 60 * 60),
         ..Default::default()
     })
     .await
