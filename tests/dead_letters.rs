@@ -68,7 +68,8 @@ async fn dead_lettering_the_same_delivery_twice_keeps_one_copy() {
         .await
         .unwrap();
     let message = futures::StreamExt::next(&mut batch).await.unwrap().unwrap();
-    let delivery = Delivery::from_jetstream(message);
+    let created = stream.cached_info().created.unix_timestamp_nanos() / 1000;
+    let delivery = Delivery::from_jetstream(message, u64::try_from(created).unwrap());
 
     let sender = DeadLetters::ensure(&js, "NOTIFICATIONS", &Default::default())
         .await

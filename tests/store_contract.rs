@@ -3,8 +3,25 @@
 
 mod support;
 
-use notification_worker::domain::{Change, Decision, EventPolicy, FeedItem, Id, Timestamp, parse_event};
+use notification_worker::domain::{
+    Change, Decision, EventPolicy, FeedItem, Id, Timestamp, Version, parse_event,
+};
 use notification_worker::store::{Applied, NotificationStore};
+use std::sync::atomic::{AtomicU64, Ordering};
+use support::raw::RawStore;
+
+/// A stream created at some moment: the epoch of every version in these tests.
+const EPOCH: u64 = 1_764_000_000_000_000;
+
+fn v(sequence: u64) -> Version {
+    Version::new(EPOCH, sequence).unwrap()
+}
+
+/// For checks that are not about order: each change one newer than the last.
+fn next() -> Version {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(1_000_000);
+    v(SEQUENCE.fetch_add(1, Ordering::Relaxed))
+}
 
 fn policy() -> EventPolicy {
     EventPolicy {
@@ -46,9 +63,9 @@ fn owner(id: &str) -> Id {
     Id::parse("owner", id).unwrap()
 }
 
-async fn create_then_read_back(store: &impl NotificationStore) {
+async fn create_then_read_back(store: &impl NotificationStore, _raw: &RawStore) {
     let like = like_at("user-1", "user-2", "post-1", 1_765_318_000);
-    assert_eq!(store.apply(&like).await.unwrap(), Applied::Created);
+    assert_eq!(store.apply(&like, next()).await.unwrap(), Applied::Created);
     let feed = store.feed(&owner("user-1"), 10).await.unwrap();
     let Change::Create(notification) = &like else {
         unreachable!()
@@ -56,11 +73,11 @@ async fn create_then_read_back(store: &impl NotificationStore) {
     assert_eq!(feed, vec![FeedItem::from(notification)]);
 }
 
-async fn duplicate_keeps_the_stored_item(store: &impl NotificationStore) {
+async fn duplicate_keeps_the_stored_item(store: &impl NotificationStore, _raw: &RawStore) {
     let first = like_at("user-1", "user-2", "post-1", 1_765_318_000);
     let again = like_at("user-1", "user-2", "post-1", 1_765_318_999);
-    assert_eq!(store.apply(&first).await.unwrap(), Applied::Created);
-    assert_eq!(store.apply(&again).await.unwrap(), Applied::Duplicate);
+    assert_eq!(store.apply(&first, next()).await.unwrap(), Applied::Created);
+    assert_eq!(store.apply(&again, next()).await.unwrap(), Applied::Duplicate);
     let feed = store.feed(&owner("user-1"), 10).await.unwrap();
     let Change::Create(stored) = &first else {
         unreachable!()
@@ -69,36 +86,45 @@ async fn duplicate_keeps_the_stored_item(store: &impl NotificationStore) {
     assert_eq!(feed, vec![FeedItem::from(stored)]);
 }
 
-async fn remove_and_remove_absent(store: &impl NotificationStore) {
+async fn remove_and_remove_absent(store: &impl NotificationStore, _raw: &RawStore) {
     store
-        .apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000))
+        .apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000), next())
         .await
         .unwrap();
     assert_eq!(
-        store.apply(&unlike("user-1", "user-2", "post-1")).await.unwrap(),
+        store
+            .apply(&unlike("user-1", "user-2", "post-1"), next())
+            .await
+            .unwrap(),
         Applied::Removed
     );
     assert!(store.feed(&owner("user-1"), 10).await.unwrap().is_empty());
     assert_eq!(
-        store.apply(&unlike("user-1", "user-2", "post-1")).await.unwrap(),
+        store
+            .apply(&unlike("user-1", "user-2", "post-1"), next())
+            .await
+            .unwrap(),
         Applied::Absent
     );
     assert_eq!(
-        store.apply(&unlike("user-9", "user-2", "post-1")).await.unwrap(),
+        store
+            .apply(&unlike("user-9", "user-2", "post-1"), next())
+            .await
+            .unwrap(),
         Applied::Absent
     );
 }
 
-async fn feed_is_newest_first_per_owner_and_limited(store: &impl NotificationStore) {
+async fn feed_is_newest_first_per_owner_and_limited(store: &impl NotificationStore, _raw: &RawStore) {
     for (i, trigger) in ["user-a", "user-b", "user-c"].iter().enumerate() {
         let at = 1_765_318_000 + i64::try_from(i).unwrap() * 60;
         store
-            .apply(&like_at("user-1", trigger, "post-1", at))
+            .apply(&like_at("user-1", trigger, "post-1", at), next())
             .await
             .unwrap();
     }
     store
-        .apply(&like_at("user-2", "user-a", "post-1", 1_765_319_000))
+        .apply(&like_at("user-2", "user-a", "post-1", 1_765_319_000), next())
         .await
         .unwrap();
     let feed = store.feed(&owner("user-1"), 10).await.unwrap();
@@ -109,7 +135,7 @@ async fn feed_is_newest_first_per_owner_and_limited(store: &impl NotificationSto
     assert!(store.feed(&owner("user-3"), 10).await.unwrap().is_empty());
 }
 
-async fn field_mapping_matches_the_existing_table(store: &impl NotificationStore) {
+async fn field_mapping_matches_the_existing_table(store: &impl NotificationStore, _raw: &RawStore) {
     let full = change(
         "notifications.comment.like",
         r#"{"owner":"user-123","trigger_user":"user-777","username":"Ana Lima","user_picture":"https://cdn.example.com/u/777.png",
@@ -119,8 +145,8 @@ async fn field_mapping_matches_the_existing_table(store: &impl NotificationStore
         "notifications.user.follow",
         r#"{"owner":"user-123","trigger_user":"user-321","action":6,"resource_type":"USER","resource_id":"user-123","created_at":1765318000}"#,
     );
-    store.apply(&full).await.unwrap();
-    store.apply(&bare).await.unwrap();
+    store.apply(&full, next()).await.unwrap();
+    store.apply(&bare, next()).await.unwrap();
     let feed = store.feed(&owner("user-123"), 10).await.unwrap();
     let item = &feed[0];
     assert_eq!(item.owner, "user-123");
@@ -150,9 +176,9 @@ async fn field_mapping_matches_the_existing_table(store: &impl NotificationStore
     assert_eq!(bare.action_key, "user-321#user-123#6#0001-01-01T00:00:00Z");
 }
 
-async fn setup_is_idempotent(store: &impl NotificationStore) {
+async fn setup_is_idempotent(store: &impl NotificationStore, _raw: &RawStore) {
     store
-        .apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000))
+        .apply(&like_at("user-1", "user-2", "post-1", 1_765_318_000), next())
         .await
         .unwrap();
     store.setup().await.unwrap();
@@ -163,21 +189,315 @@ async fn setup_is_idempotent(store: &impl NotificationStore) {
     );
 }
 
-async fn probe_answers_once_set_up(store: &impl NotificationStore) {
+async fn probe_answers_once_set_up(store: &impl NotificationStore, _raw: &RawStore) {
     store.probe().await.unwrap();
 }
 
-async fn concurrent_changes_to_different_keys(store: &impl NotificationStore) {
+async fn concurrent_changes_to_different_keys(store: &impl NotificationStore, _raw: &RawStore) {
     let changes: Vec<Change> = (0..200)
         .map(|i| like_at("user-1", &format!("fan-{i}"), "post-1", 1_765_318_000 + i))
         .collect();
-    let outcomes = futures::future::join_all(changes.iter().map(|change| store.apply(change))).await;
+    let outcomes = futures::future::join_all(changes.iter().map(|change| store.apply(change, next()))).await;
     assert!(
         outcomes
             .iter()
             .all(|outcome| outcome.as_ref().is_ok_and(|a| *a == Applied::Created))
     );
     assert_eq!(store.feed(&owner("user-1"), 500).await.unwrap().len(), 200);
+}
+
+// ---- Versioned writes: the named cases of docs/reliability.md ("Ordering"). ----
+
+fn like(trigger: &str) -> Change {
+    like_at("user-1", trigger, "post-1", 1_765_318_000)
+}
+
+fn unlike_of(trigger: &str) -> Change {
+    unlike("user-1", trigger, "post-1")
+}
+
+fn id_of(change: &Change) -> String {
+    match change {
+        Change::Create(notification) => notification.id.to_string(),
+        Change::Remove { .. } => panic!("a remove has no id"),
+    }
+}
+
+/// The stored notification of `trigger`'s like on post-1 of user-1, as the feed shows it.
+async fn stored(store: &impl NotificationStore, trigger: &str) -> Option<FeedItem> {
+    let key = like(trigger).action_key().to_string();
+    let mut items: Vec<FeedItem> = store
+        .feed(&owner("user-1"), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|item| item.action_key == key)
+        .collect();
+    assert!(items.len() <= 1, "one key, one item: {items:?}");
+    items.pop()
+}
+
+/// Events of one key by sequence: `true` for a create (a like), `false` for a remove.
+fn events_of(trigger: &str, script: &[(u64, bool)]) -> Vec<(u64, Change)> {
+    script
+        .iter()
+        .map(|&(sequence, create)| {
+            let change = if create { like(trigger) } else { unlike_of(trigger) };
+            (sequence, change)
+        })
+        .collect()
+}
+
+/// Applies `events` in the given order and returns the ids of the creates reported `created`.
+async fn apply_in_order(
+    store: &impl NotificationStore,
+    events: &[(u64, Change)],
+) -> (Vec<Applied>, Vec<String>) {
+    let mut outcomes = Vec::new();
+    let mut created = Vec::new();
+    for (sequence, change) in events {
+        let applied = store.apply(change, v(*sequence)).await.unwrap();
+        if applied == Applied::Created {
+            created.push(id_of(change));
+        }
+        outcomes.push(applied);
+    }
+    (outcomes, created)
+}
+
+/// Every arrival order of like 3 / unlike 4 / like 5 ends live, with a life some create
+/// reported; in stream order exactly as applying them once.
+async fn like_unlike_like_in_every_arrival_order(store: &impl NotificationStore, raw: &RawStore) {
+    let orders = [[3, 4, 5], [3, 5, 4], [4, 3, 5], [4, 5, 3], [5, 3, 4], [5, 4, 3]];
+    for (i, order) in orders.iter().enumerate() {
+        let trigger = format!("fan-{i}");
+        let script = events_of(&trigger, &[(3, true), (4, false), (5, true)]);
+        let arrival: Vec<(u64, Change)> = order
+            .iter()
+            .map(|sequence| script.iter().find(|(s, _)| s == sequence).unwrap().clone())
+            .collect();
+        let (outcomes, created) = apply_in_order(store, &arrival).await;
+        let item = stored(store, &trigger)
+            .await
+            .unwrap_or_else(|| panic!("order {order:?} ({outcomes:?}) must end live"));
+        assert!(
+            created.contains(&item.id),
+            "order {order:?}: the live life was reported created by its create"
+        );
+        if *order == [3, 4, 5] {
+            assert_eq!(outcomes, [Applied::Created, Applied::Removed, Applied::Created]);
+            assert_eq!(
+                item.id,
+                id_of(&script[2].1),
+                "in order, like 5 started the live life"
+            );
+        }
+    }
+    for items in raw.client_queries("user-1").await {
+        assert_eq!(
+            items.len(),
+            orders.len(),
+            "one item per key, no tombstone: {items:?}"
+        );
+    }
+}
+
+/// Like 3 / unlike 4 in both orders end with nothing, and the tombstone shows in no query.
+async fn like_unlike_in_both_orders_ends_removed(store: &impl NotificationStore, raw: &RawStore) {
+    let script = events_of("fan-a", &[(3, true), (4, false)]);
+    assert_eq!(
+        apply_in_order(store, &script).await.0,
+        [Applied::Created, Applied::Removed]
+    );
+    let reversed = events_of("fan-b", &[(4, false), (3, true)]);
+    assert_eq!(
+        apply_in_order(store, &reversed).await.0,
+        [Applied::Absent, Applied::Superseded]
+    );
+    assert!(stored(store, "fan-a").await.is_none() && stored(store, "fan-b").await.is_none());
+    for items in raw.client_queries("user-1").await {
+        assert!(items.is_empty(), "tombstones are invisible to clients: {items:?}");
+    }
+    assert!(store.feed(&owner("user-1"), 10).await.unwrap().is_empty());
+}
+
+/// A redelivered create reports the life it started again; no create, older or newer,
+/// changes a live notification's id or read_status.
+async fn a_live_notification_keeps_its_id_and_read_status(store: &impl NotificationStore, raw: &RawStore) {
+    let first = like("fan-1");
+    assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
+    assert!(raw.mark_read("user-1", first.action_key().as_str()).await);
+    assert_eq!(
+        store.apply(&first, v(3)).await.unwrap(),
+        Applied::Created,
+        "redelivery"
+    );
+    assert_eq!(
+        store.apply(&like("fan-1"), v(7)).await.unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        store.apply(&like("fan-1"), v(2)).await.unwrap(),
+        Applied::Duplicate
+    );
+    let item = stored(store, "fan-1").await.unwrap();
+    assert_eq!((item.id, item.read_status), (id_of(&first), true));
+    // The newer like (7) was seen: an unlike older than it must leave the notification.
+    assert_eq!(
+        store.apply(&unlike_of("fan-1"), v(5)).await.unwrap(),
+        Applied::Absent
+    );
+    assert!(stored(store, "fan-1").await.is_some());
+    assert_eq!(
+        store.apply(&unlike_of("fan-1"), v(8)).await.unwrap(),
+        Applied::Removed
+    );
+    assert!(
+        !raw.mark_read("user-1", first.action_key().as_str()).await,
+        "nothing to mark"
+    );
+}
+
+/// A zombie: a remove at 6 wrote its tombstone but has not deleted yet (it stopped between
+/// the two, or its delete ran before an older create stored its life). Its redelivery still
+/// deletes; and a create older than the remove, even the life's own create redelivered,
+/// finishes that delete rather than leaving the notification live.
+async fn a_zombie_create_between_a_tombstone_and_its_delete(store: &impl NotificationStore, raw: &RawStore) {
+    let first = like("fan-1");
+    assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
+    raw.write_tombstone("user-1", first.action_key().as_str(), v(6))
+        .await;
+    assert_eq!(
+        store.apply(&unlike_of("fan-1"), v(6)).await.unwrap(),
+        Applied::Removed
+    );
+    assert!(stored(store, "fan-1").await.is_none());
+
+    for (trigger, late_create) in [("fan-2", 5), ("fan-3", 3)] {
+        let first = like(trigger);
+        assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
+        raw.write_tombstone("user-1", first.action_key().as_str(), v(6))
+            .await;
+        let late = if late_create == 3 {
+            first.clone()
+        } else {
+            like(trigger)
+        };
+        assert_eq!(
+            store.apply(&late, v(late_create)).await.unwrap(),
+            Applied::Superseded
+        );
+        assert!(
+            stored(store, trigger).await.is_none(),
+            "{trigger}: the zombie was deleted"
+        );
+        assert_eq!(
+            store.apply(&unlike_of(trigger), v(6)).await.unwrap(),
+            Applied::Absent
+        );
+    }
+}
+
+/// A create newer than the zombie's remove replaces it with a new life: new id, unread;
+/// the remove arriving after that leaves the new life alone.
+async fn a_create_newer_than_a_pending_remove_starts_a_new_life(
+    store: &impl NotificationStore,
+    raw: &RawStore,
+) {
+    let old = like("fan-1");
+    let key = old.action_key().to_string();
+    store.apply(&old, v(3)).await.unwrap();
+    assert!(raw.mark_read("user-1", &key).await);
+    raw.write_tombstone("user-1", &key, v(6)).await;
+    let new = like("fan-1");
+    assert_eq!(store.apply(&new, v(7)).await.unwrap(), Applied::Created);
+    assert_eq!(
+        store.apply(&unlike_of("fan-1"), v(6)).await.unwrap(),
+        Applied::Absent
+    );
+    let item = stored(store, "fan-1").await.unwrap();
+    assert_eq!((item.id, item.read_status), (id_of(&new), false));
+}
+
+/// A write whose response was lost is sent again (by the SDK, or by the worker after a
+/// timeout) while, or after, the first one lands: one notification, reported created.
+async fn a_create_retried_after_a_lost_response(store: &impl NotificationStore, _raw: &RawStore) {
+    let like = like("fan-1");
+    let (a, b) = futures::join!(store.apply(&like, v(3)), store.apply(&like, v(3)));
+    assert_eq!((a.unwrap(), b.unwrap()), (Applied::Created, Applied::Created));
+    assert_eq!(store.apply(&like, v(3)).await.unwrap(), Applied::Created);
+    assert_eq!(stored(store, "fan-1").await.unwrap().id, id_of(&like));
+}
+
+/// Rows the first version wrote have no versions: they count as the oldest.
+async fn rows_without_versions_count_as_the_oldest(store: &impl NotificationStore, raw: &RawStore) {
+    let legacy = like("fan-1");
+    let Change::Create(notification) = &legacy else {
+        unreachable!()
+    };
+    let mut item = FeedItem::from(notification);
+    item.read_status = true;
+    raw.insert_legacy(&item).await;
+    assert_eq!(
+        store.apply(&like("fan-1"), v(3)).await.unwrap(),
+        Applied::Duplicate
+    );
+    let kept = stored(store, "fan-1").await.unwrap();
+    assert_eq!((kept.id, kept.read_status), (item.id.clone(), true));
+    raw.insert_legacy(&FeedItem {
+        action_key: like("fan-2").action_key().to_string(),
+        ..item
+    })
+    .await;
+    assert_eq!(
+        store.apply(&unlike_of("fan-2"), v(4)).await.unwrap(),
+        Applied::Removed
+    );
+    assert!(stored(store, "fan-2").await.is_none());
+}
+
+/// Every check above is one process's view. Here two store instances (two connections to
+/// one SQLite file, two DynamoDB clients: two replicas) race on the same keys, every event
+/// delivered twice, all at once: the rules still decide the end.
+async fn replicas_racing_on_one_key<S: NotificationStore>(store: &S, other: &S) {
+    let scripts: [&[(u64, bool)]; 4] = [
+        &[(3, true), (4, false), (5, true)],
+        &[(3, true), (4, false)],
+        &[(3, true), (5, true), (4, false)],
+        &[(3, true), (4, false), (5, true), (6, false)],
+    ];
+    for round in 0..40 {
+        let script = scripts[round % scripts.len()];
+        let trigger = format!("racer-{round}");
+        let events = events_of(&trigger, script);
+        let mut arrivals: Vec<&(u64, Change)> = events.iter().chain(events.iter()).collect();
+        fastrand::shuffle(&mut arrivals);
+        let outcomes = futures::future::join_all(arrivals.iter().enumerate().map(
+            |(i, (sequence, change))| async move {
+                let replica: &S = if i % 2 == 0 { store } else { other };
+                (change, replica.apply(change, v(*sequence)).await.unwrap())
+            },
+        ))
+        .await;
+        let created: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, applied)| *applied == Applied::Created)
+            .map(|(change, _)| id_of(change))
+            .collect();
+        let newest_is_create = script.iter().max_by_key(|(sequence, _)| *sequence).unwrap().1;
+        let item = stored(store, &trigger).await;
+        assert_eq!(
+            item.is_some(),
+            newest_is_create,
+            "round {round} {script:?}: {outcomes:?}"
+        );
+        if let Some(item) = item {
+            assert!(
+                created.contains(&item.id),
+                "round {round}: the live life was reported created"
+            );
+        }
+    }
 }
 
 /// Runs every contract check as its own test against a fresh store from `$fresh`.
@@ -188,16 +508,28 @@ macro_rules! store_contract {
             store_contract!(@tests $fresh, create_then_read_back, duplicate_keeps_the_stored_item,
                 remove_and_remove_absent, feed_is_newest_first_per_owner_and_limited,
                 field_mapping_matches_the_existing_table, setup_is_idempotent,
-                concurrent_changes_to_different_keys, probe_answers_once_set_up);
+                concurrent_changes_to_different_keys, probe_answers_once_set_up,
+                like_unlike_like_in_every_arrival_order, like_unlike_in_both_orders_ends_removed,
+                a_live_notification_keeps_its_id_and_read_status,
+                a_zombie_create_between_a_tombstone_and_its_delete,
+                a_create_newer_than_a_pending_remove_starts_a_new_life,
+                a_create_retried_after_a_lost_response, rows_without_versions_count_as_the_oldest);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn replicas_racing_on_one_key() {
+                let fixture = $fresh().await;
+                fixture.store.setup().await.unwrap();
+                super::replicas_racing_on_one_key(&fixture.store, &fixture.other).await;
+            }
         }
     };
     (@tests $fresh:path, $($check:ident),+) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                let (store, _keep) = $fresh().await;
-                store.setup().await.unwrap();
-                super::$check(&store).await;
+                let fixture = $fresh().await;
+                fixture.store.setup().await.unwrap();
+                super::$check(&fixture.store, &fixture.raw).await;
             }
         )+
     };
@@ -205,18 +537,41 @@ macro_rules! store_contract {
 
 mod fresh {
     use super::support::Dynalite;
+    use super::support::raw::RawStore;
     use notification_worker::store::{DynamoDbStore, SqliteStore};
 
-    pub async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("nested/folder/notifications.db")).unwrap();
-        (store, dir)
+    /// A fresh store, a second instance on the same data (another replica), and raw access.
+    pub struct Fixture<S, K> {
+        pub store: S,
+        pub other: S,
+        pub raw: RawStore,
+        _keep: K,
     }
 
-    pub async fn dynamodb() -> (DynamoDbStore, Dynalite) {
+    pub async fn sqlite() -> Fixture<SqliteStore, tempfile::TempDir> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/folder/notifications.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let other = SqliteStore::open(&path).unwrap();
+        Fixture {
+            store,
+            other,
+            raw: RawStore::Sqlite(path),
+            _keep: dir,
+        }
+    }
+
+    pub async fn dynamodb() -> Fixture<DynamoDbStore, Dynalite> {
         let server = Dynalite::start();
         let store = server.store("contract-notifications").await;
-        (store, server)
+        let other = server.store("contract-notifications").await;
+        let raw = RawStore::dynamodb(&server, "contract-notifications").await;
+        Fixture {
+            store,
+            other,
+            raw,
+            _keep: server,
+        }
     }
 }
 
@@ -224,11 +579,32 @@ store_contract!(sqlite, fresh::sqlite);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_report_a_missing_schema_or_table() {
-    let (sqlite, _dir) = fresh::sqlite().await;
-    let error = sqlite.probe().await.unwrap_err();
+    let sqlite = fresh::sqlite().await;
+    let error = sqlite.store.probe().await.unwrap_err();
     assert!(error.message.contains("notification-worker setup"), "{error}");
-    let (dynamodb, _server) = fresh::dynamodb().await;
-    let error = dynamodb.probe().await.unwrap_err();
+    let dynamodb = fresh::dynamodb().await;
+    let error = dynamodb.store.probe().await.unwrap_err();
     assert!(error.message.contains("notification-worker setup"), "{error}");
 }
 store_contract!(dynamodb, fresh::dynamodb);
+
+/// An item without `id` (an unconditioned update of a deleted notification) counts as
+/// absent: a create stores a whole notification over it. DynamoDB only: SQLite's `id` is
+/// NOT NULL, so no such row can exist there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_an_item_without_id_counts_as_absent() {
+    let fixture = fresh::dynamodb().await;
+    fixture.store.setup().await.unwrap();
+    let like = like("fan-1");
+    fixture
+        .raw
+        .insert_without_id("user-1", like.action_key().as_str())
+        .await;
+    assert_eq!(
+        fixture.store.apply(&unlike_of("fan-1"), v(2)).await.unwrap(),
+        Applied::Absent
+    );
+    assert_eq!(fixture.store.apply(&like, v(3)).await.unwrap(), Applied::Created);
+    let item = stored(&fixture.store, "fan-1").await.unwrap();
+    assert_eq!((item.id, item.read_status), (id_of(&like), false));
+}

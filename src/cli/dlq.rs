@@ -48,6 +48,8 @@ struct DeadLetter {
     reason: String,
     error: String,
     original_sequence: String,
+    /// Empty on dead letters written before versions existed.
+    original_version: String,
     attempts: String,
     body_preview: String,
     #[serde(skip)]
@@ -151,7 +153,14 @@ async fn replay(
         }
         // Republish first; delete the dead letter only once the stream holds the event
         // again, so a failure in between leaves a copy in both places, never in neither.
-        input::publish(js, letter.subject.clone(), letter.body.clone()).await?;
+        // With the original's version: the worker applies the event as of when it was first
+        // published, so a replayed like cannot undo the unlike that followed it.
+        let mut headers = async_nats::HeaderMap::new();
+        if !letter.original_version.is_empty() {
+            headers.insert(dlq_header::ORIGINAL_VERSION, letter.original_version.as_str());
+            headers.insert(dlq_header::ORIGINAL_SEQUENCE, letter.original_sequence.as_str());
+        }
+        input::publish_with_headers(js, letter.subject.clone(), headers, letter.body.clone()).await?;
         stream
             .delete_message(sequence)
             .await
@@ -216,6 +225,7 @@ async fn read(stream: &Stream, sequence: u64) -> anyhow::Result<Option<DeadLette
         reason: header(dlq_header::REASON),
         error: header(dlq_header::ERROR),
         original_sequence: header(dlq_header::ORIGINAL_SEQUENCE),
+        original_version: header(dlq_header::ORIGINAL_VERSION),
         attempts: header(dlq_header::ATTEMPTS),
         body_preview: String::from_utf8_lossy(preview).escape_debug().to_string(),
         body: message.payload,

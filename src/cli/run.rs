@@ -21,7 +21,11 @@ const PENDING_EVERY: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let store = Arc::new(AnyStore::open(&config.store).await?);
+    let store = Arc::new(
+        AnyStore::open(&config.store)
+            .await?
+            .with_tombstone_ttl(config.tombstone_ttl),
+    );
     if config.environment == Environment::Development {
         store.setup().await.context("cannot prepare the store")?;
     }
@@ -32,7 +36,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
             let (consumer, limits) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
             let dead_letters = DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
-            let source = Source::JetStream(Box::new(consumer.clone()));
+            // The stream's own max age (an existing stream may not have DLQ_MAX_AGE); zero:
+            // kept forever.
+            let dlq_max_age = dead_letters.max_age().unwrap_or(Duration::ZERO);
+            check_tombstone_lifetime(
+                config.tombstone_ttl,
+                &[
+                    (config.nats.stream.as_str(), stream.cached_info().config.max_age),
+                    (input::DLQ_STREAM, dlq_max_age),
+                ],
+            )?;
+            let source = Source::jetstream(consumer.clone(), stream.cached_info().created)?;
             (source, Some(dead_letters), Some(limits), Some(consumer))
         }
         NatsMode::Core => (Source::core(&client).await?, None, None, None),
@@ -104,6 +118,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = server.await;
     }
     tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// A tombstone must outlive every event older than its remove that can still arrive: one
+/// still in the stream (redelivered, or a new consumer reading from the start), or a dead
+/// letter replayed with its original version. Otherwise such an event, arriving after the
+/// tombstone expired, would bring back a notification its remove deleted.
+fn check_tombstone_lifetime(ttl: Duration, streams: &[(&str, Duration)]) -> anyhow::Result<()> {
+    if ttl >= crate::config::FOREVER {
+        return Ok(());
+    }
+    for (stream, max_age) in streams {
+        let days = |age: Duration| age.as_secs_f64() / 86_400.0;
+        if max_age.is_zero() {
+            anyhow::bail!(
+                "stream {stream} keeps messages forever (no max age), but tombstones are kept {:.1} days \
+                 (NOTIF_TOMBSTONE_TTL): an event replayed from it later could bring back a removed \
+                 notification. Give the stream a max age (e.g. `nats stream edit {stream} --max-age 7d`) \
+                 or set NOTIF_TOMBSTONE_TTL=forever",
+                days(ttl)
+            );
+        }
+        if *max_age > ttl {
+            anyhow::bail!(
+                "stream {stream} keeps messages {:.1} days but tombstones are kept {:.1} days \
+                 (NOTIF_TOMBSTONE_TTL): set NOTIF_TOMBSTONE_TTL to at least {}d",
+                days(*max_age),
+                days(ttl),
+                max_age.as_secs().div_ceil(86_400)
+            );
+        }
+    }
     Ok(())
 }
 

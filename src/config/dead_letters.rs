@@ -1,7 +1,7 @@
 //! The dead-letter stream's limits (`DLQ_MAX_AGE`, `DLQ_MAX_BYTES`): dead letters are kept
 //! to be inspected and replayed, not forever.
 
-use super::{ConfigError, bad};
+use super::{ConfigError, bad, parse_duration};
 use std::time::Duration;
 
 /// Limits the dead-letter stream is created with (an existing stream is used as it is).
@@ -31,15 +31,10 @@ impl Default for DeadLetterSettings {
 const MIN_MAX_AGE: Duration = Duration::from_secs(60 * 60);
 
 pub fn parse(max_age: &str, max_bytes: &str) -> Result<DeadLetterSettings, ConfigError> {
-    let max_age = match parse_duration(max_age) {
-        Some(age) if age >= MIN_MAX_AGE => age,
+    let max_age = match parse_duration("DLQ_MAX_AGE", max_age, "7d")? {
+        age if age >= MIN_MAX_AGE => age,
         _ => {
-            return Err(bad(
-                "DLQ_MAX_AGE",
-                max_age,
-                "must be a duration of at least 1h, in s, m, h or d",
-                "7d",
-            ));
+            return Err(bad("DLQ_MAX_AGE", max_age, "must be at least 1h", "7d"));
         }
     };
     let max_bytes = match max_bytes.trim() {
@@ -57,22 +52,6 @@ pub fn parse(max_age: &str, max_bytes: &str) -> Result<DeadLetterSettings, Confi
         },
     };
     Ok(DeadLetterSettings { max_age, max_bytes })
-}
-
-/// `90s`, `30m`, `12h`, `7d`.
-fn parse_duration(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = value.split_at(split);
-    let seconds_per_unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 60 * 60,
-        "d" => 24 * 60 * 60,
-        _ => return None,
-    };
-    let seconds = number.parse::<u64>().ok()?.checked_mul(seconds_per_unit)?;
-    Some(Duration::from_secs(seconds))
 }
 
 /// `1048576`, `512KiB`, `100MiB`, `1GiB`, `2TiB`.

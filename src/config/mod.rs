@@ -16,6 +16,7 @@ use clap::Args;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The settings as given, before they are checked. Every one is a flag and a variable.
 /// (No `Debug`: it holds secrets in the clear. `--help` never shows their values.)
@@ -101,6 +102,10 @@ pub struct RawSettings {
     /// Store writes in flight at once.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value = "64", global = true)]
     pub worker_concurrency: String,
+    /// How long removal records (tombstones) are kept: `30d`, `12h`, ... or `forever`. Must
+    /// cover the stream's and the dead-letter stream's max age.
+    #[arg(long, env = "NOTIF_TOMBSTONE_TTL", default_value = "30d", global = true)]
+    pub notif_tombstone_ttl: String,
     /// Health and metrics listener address, or `off`.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
     pub http_addr: String,
@@ -155,7 +160,12 @@ pub struct Config {
     /// `None` when `HTTP_ADDR=off`.
     pub http_addr: Option<SocketAddr>,
     pub dead_letters: DeadLetterSettings,
+    /// How long tombstones are kept ([`FOREVER`] for `forever`).
+    pub tombstone_ttl: Duration,
 }
+
+/// `forever` as a duration: longer than any stream keeps anything.
+pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// A value that cannot be used, said in one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -236,6 +246,10 @@ impl Config {
             concurrency: parse_concurrency(&raw.worker_concurrency)?,
             http_addr: parse_http_addr(&raw.http_addr)?,
             dead_letters: dead_letters::parse(&raw.dlq_max_age, &raw.dlq_max_bytes)?,
+            tombstone_ttl: match raw.notif_tombstone_ttl.trim() {
+                "forever" => FOREVER,
+                value => parse_duration("NOTIF_TOMBSTONE_TTL", value, "30d")?,
+            },
         })
     }
 }
@@ -304,6 +318,40 @@ fn parse_store(raw: &RawSettings, environment: Environment) -> Result<StoreSetti
             other,
             "must be sqlite or dynamodb",
             "dynamodb",
+        )),
+    }
+}
+
+/// A duration written as a whole number and a unit: `45s`, `15m`, `12h`, `30d`.
+pub fn parse_duration(
+    variable: &'static str,
+    value: &str,
+    example: &'static str,
+) -> Result<Duration, ConfigError> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => {
+            return Err(bad(
+                variable,
+                value,
+                "must be a whole number with a unit s, m, h or d",
+                example,
+            ));
+        }
+    };
+    match number.parse::<u64>().ok().and_then(|n| n.checked_mul(seconds)) {
+        Some(total) if total > 0 => Ok(Duration::from_secs(total)),
+        _ => Err(bad(
+            variable,
+            value,
+            "must be a positive whole number with a unit s, m, h or d",
+            example,
         )),
     }
 }
@@ -378,7 +426,26 @@ mod tests {
             http_addr: "127.0.0.1:8080".into(),
             dlq_max_age: "7d".into(),
             dlq_max_bytes: "1GiB".into(),
+            notif_tombstone_ttl: "30d".into(),
         }
+    }
+
+    #[test]
+    fn durations_take_a_unit_and_forever() {
+        assert_eq!(parse_duration("X", "45s", "1s").unwrap(), Duration::from_secs(45));
+        assert_eq!(
+            parse_duration("X", "30d", "1s").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        for bad in ["", "30", "d", "0d", "-1d", "1.5h", "1w", "99999999999999999999d"] {
+            assert!(parse_duration("X", bad, "1s").is_err(), "{bad:?}");
+        }
+        let mut settings = raw();
+        settings.notif_tombstone_ttl = "forever".into();
+        assert_eq!(Config::from_raw(&settings).unwrap().tombstone_ttl, FOREVER);
+        settings.notif_tombstone_ttl = "a week".into();
+        let error = Config::from_raw(&settings).unwrap_err();
+        assert_eq!(error.variable, "NOTIF_TOMBSTONE_TTL");
     }
 
     fn error_with(change: impl FnOnce(&mut RawSettings)) -> ConfigError {

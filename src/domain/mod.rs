@@ -9,6 +9,7 @@ mod event_type;
 mod id;
 mod notification;
 mod rejection;
+mod version;
 
 pub use event::{Decision, EventPolicy, MAX_BODY_BYTES, parse_event};
 pub use event_type::{
@@ -17,3 +18,4 @@ pub use event_type::{
 pub use id::Id;
 pub use notification::{ActionKey, Change, FeedItem, Notification, ResourceType, Timestamp};
 pub use rejection::{Reason, Rejection};
+pub use version::Version;

@@ -19,6 +19,11 @@ pub mod header {
     pub const ORIGINAL_SUBJECT: &str = "Dlq-Original-Subject";
     pub const ORIGINAL_SEQUENCE: &str = "Dlq-Original-Sequence";
     pub const ATTEMPTS: &str = "Dlq-Attempts";
+    /// The version the event is applied with (its stream's creation time and sequence, as
+    /// one number). `dlq replay` republishes with it, and the worker applies a replayed event
+    /// with it when it is older than the new message's own: a replayed like then cannot undo
+    /// the unlike that followed the original.
+    pub const ORIGINAL_VERSION: &str = "Dlq-Original-Version";
     /// Set (to the original size in bytes) only when the body had to be cut: see `send`.
     pub const TRUNCATED: &str = "Dlq-Truncated";
 }
@@ -71,6 +76,8 @@ impl DeadLetters {
     /// so the caller may then acknowledge the original.
     pub async fn send(&self, delivery: &Delivery, reason: Reason, error: &str) -> Result<(), String> {
         let sequence = delivery.stream_sequence.unwrap_or(0);
+        // A replayed event dead-lettered again keeps its original's sequence and version.
+        let original_sequence = delivery.version.sequence();
         // The body goes untouched, except in one case: a body that the publisher squeezed
         // under the server's max payload no longer fits once the headers are added. Keep
         // its first 64 KiB and say so, rather than failing to dead-letter it forever.
@@ -91,7 +98,8 @@ impl DeadLetters {
             .header(header::REASON, reason.code())
             .header(header::ERROR, header_safe(error).as_str())
             .header(header::ORIGINAL_SUBJECT, delivery.subject.as_str())
-            .header(header::ORIGINAL_SEQUENCE, sequence.to_string().as_str())
+            .header(header::ORIGINAL_SEQUENCE, original_sequence.to_string().as_str())
+            .header(header::ORIGINAL_VERSION, delivery.version.to_string().as_str())
             .header(header::ATTEMPTS, delivery.delivered.to_string().as_str());
         if let Some(size) = truncated_from {
             message = message.header(header::TRUNCATED, size.to_string().as_str());
@@ -117,6 +125,7 @@ pub async fn ensure_stream(
         subjects: vec![DLQ_FILTER.to_owned()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
+        // Bounded, so tombstones (kept at least this long: see `run`) cover any replay.
         max_age: settings.max_age,
         max_bytes: settings
             .max_bytes

@@ -1,5 +1,6 @@
 //! One received message and the way to settle it.
 
+use crate::domain::Version;
 use async_nats::jetstream::AckKind;
 use bytes::Bytes;
 use std::time::Duration;
@@ -13,6 +14,9 @@ pub struct Delivery {
     pub stream_sequence: Option<u64>,
     /// How many times the server has delivered it (1 the first time; JetStream only).
     pub delivered: u64,
+    /// Where the event stands in the order of all events: the stream's creation time and
+    /// the stream sequence, or the original's when `dlq replay` republished it.
+    pub version: Version,
     /// `None` in core mode: there is nothing to acknowledge.
     acker: Option<Acker>,
 }
@@ -27,8 +31,9 @@ struct Acker {
 }
 
 impl Delivery {
+    /// `stream_created_micros`: the stream's creation time, which qualifies its sequences.
     /// Public for tests that drive the dead-letter path with a real message.
-    pub fn from_jetstream(message: async_nats::jetstream::Message) -> Delivery {
+    pub fn from_jetstream(message: async_nats::jetstream::Message, stream_created_micros: u64) -> Delivery {
         let (stream_sequence, delivered) = match message.info() {
             Ok(info) => (
                 Some(info.stream_sequence),
@@ -36,6 +41,12 @@ impl Delivery {
             ),
             Err(_) => (None, 1),
         };
+        let own =
+            Version::new(stream_created_micros, stream_sequence.unwrap_or(0)).unwrap_or(Version::LEGACY);
+        let version = original_version(message.headers.as_ref())
+            // Only ever older: a header cannot make an event win over later ones.
+            .filter(|original| *original < own)
+            .unwrap_or(own);
         let acker = message.reply.clone().map(|reply| Acker {
             client: message.context.client(),
             reply,
@@ -45,6 +56,7 @@ impl Delivery {
             body: Bytes::copy_from_slice(&message.payload),
             stream_sequence,
             delivered,
+            version,
             acker,
         }
     }
@@ -55,6 +67,19 @@ impl Delivery {
             body: Bytes::copy_from_slice(&message.payload),
             stream_sequence: None,
             delivered: 1,
+            version: Version::received_now(),
+            acker: None,
+        }
+    }
+
+    /// Test and tool support: a delivery with nothing to acknowledge.
+    pub fn detached(subject: &str, body: Bytes, stream_sequence: u64, version: Version) -> Delivery {
+        Delivery {
+            subject: subject.to_owned(),
+            body,
+            stream_sequence: Some(stream_sequence),
+            delivered: 1,
+            version,
             acker: None,
         }
     }
@@ -82,4 +107,10 @@ impl Delivery {
             tracing::warn!(subject = %self.subject, stream_seq = ?self.stream_sequence, %error, "could not send ack to NATS");
         }
     }
+}
+
+/// The version a replayed dead letter carries (see `dlq replay`).
+fn original_version(headers: Option<&async_nats::HeaderMap>) -> Option<Version> {
+    let value = headers?.get(super::dlq_header::ORIGINAL_VERSION)?;
+    Version::parse(value.as_str())
 }

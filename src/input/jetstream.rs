@@ -100,8 +100,18 @@ pub async fn ensure_consumer(
 
 /// Publishes one event and waits for the stream to store it; returns its stream sequence.
 pub async fn publish(js: &jetstream::Context, subject: String, body: bytes::Bytes) -> anyhow::Result<u64> {
+    publish_with_headers(js, subject, async_nats::HeaderMap::new(), body).await
+}
+
+/// [`publish`] with headers (`dlq replay` sends the original's version).
+pub async fn publish_with_headers(
+    js: &jetstream::Context,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    body: bytes::Bytes,
+) -> anyhow::Result<u64> {
     let ack = js
-        .publish(subject.clone(), body)
+        .publish_with_headers(subject.clone(), headers, body)
         .await
         .with_context(|| format!("cannot publish to {subject}"))?
         .await

@@ -10,5 +10,7 @@ mod source;
 pub use connection::{connect, install_tls_provider};
 pub use dead_letter::{DLQ_PREFIX, DLQ_STREAM, DeadLetters, header as dlq_header};
 pub use delivery::Delivery;
-pub use jetstream::{ConsumerLimits, ConsumerRefused, ensure_consumer, ensure_stream, publish};
+pub use jetstream::{
+    ConsumerLimits, ConsumerRefused, ensure_consumer, ensure_stream, publish, publish_with_headers,
+};
 pub use source::Source;

@@ -1,6 +1,7 @@
 //! Pulling deliveries, never more than the worker can finish within AckWait.
 
 use super::Delivery;
+use crate::domain::Version;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::stream::{BoxStream, StreamExt};
 use std::time::Duration;
@@ -14,11 +15,27 @@ const PULL_EXPIRES: Duration = Duration::from_secs(2);
 pub const QUEUE_GROUP: &str = "notification-worker";
 
 pub enum Source {
-    JetStream(Box<PullConsumer>),
+    JetStream {
+        consumer: Box<PullConsumer>,
+        /// The stream's creation time (µs): it qualifies every sequence (see [`Version`]).
+        stream_created_micros: u64,
+    },
     Core(async_nats::Subscriber),
 }
 
 impl Source {
+    /// Reads from `consumer` of a stream created at `stream_created`.
+    pub fn jetstream(consumer: PullConsumer, stream_created: time::OffsetDateTime) -> anyhow::Result<Source> {
+        let micros = u64::try_from(stream_created.unix_timestamp_nanos() / 1000).unwrap_or(0);
+        if Version::new(micros, 0).is_none() {
+            anyhow::bail!("the stream's creation time {stream_created} is out of range");
+        }
+        Ok(Source::JetStream {
+            consumer: Box::new(consumer),
+            stream_created_micros: micros,
+        })
+    }
+
     pub async fn core(client: &async_nats::Client) -> anyhow::Result<Source> {
         let subscriber = client
             .queue_subscribe(crate::domain::SUBJECT_FILTER, QUEUE_GROUP.to_owned())
@@ -51,7 +68,11 @@ impl Source {
         shutdown: &CancellationToken,
     ) -> Result<BoxStream<'_, Result<Delivery, String>>, String> {
         match self {
-            Source::JetStream(consumer) => {
+            Source::JetStream {
+                consumer,
+                stream_created_micros,
+            } => {
+                let epoch = *stream_created_micros;
                 let batch = consumer
                     .batch()
                     .max_messages(max)
@@ -60,8 +81,8 @@ impl Source {
                     .await
                     .map_err(|error| format!("pull request failed: {error}"))?;
                 Ok(batch
-                    .map(|item| {
-                        item.map(Delivery::from_jetstream)
+                    .map(move |item| {
+                        item.map(|message| Delivery::from_jetstream(message, epoch))
                             .map_err(|error| error.to_string())
                     })
                     .boxed())

@@ -57,6 +57,15 @@ pub fn report(
     log(outcome, delivery, event_type, change, took);
 }
 
+fn created_id(outcome: &Outcome, change: &Change) -> Option<String> {
+    match (outcome, change) {
+        (Outcome::Applied(Applied::Created), Change::Create(notification)) => {
+            Some(notification.id.to_string())
+        }
+        _ => None,
+    }
+}
+
 fn log(outcome: &Outcome, delivery: &Delivery, event_type: &str, change: Option<&Change>, took: Duration) {
     let subject = delivery.subject.as_str();
     let stream_seq = delivery.stream_sequence;
@@ -86,9 +95,12 @@ fn log(outcome: &Outcome, delivery: &Delivery, event_type: &str, change: Option<
         (_, Some(change)) => tracing::info!(
             subject,
             stream_seq,
+            version = %delivery.version,
             event_type,
             owner = %change.owner(),
             action_key = %change.action_key(),
+            // The id of the notification this event's life has: only a creation has one.
+            notification_id = created_id(outcome, change),
             outcome = result,
             duration_ms,
             "{result}"

@@ -449,7 +449,7 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
             .await
             .expect("the semaphore is never closed");
         let started = Instant::now();
-        let result = shared.store.apply(&job.change).await;
+        let result = shared.store.apply(&job.change, job.delivery.version).await;
         shared.metrics.store_request(operation, started.elapsed());
         drop(call);
         let error = match result {

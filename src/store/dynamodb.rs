@@ -1,21 +1,37 @@
-//! The production store: one DynamoDB table, written with single conditional requests.
+//! The production store: one DynamoDB table, written with conditional requests that follow
+//! the rules of [`super::versioning`] without transactions (dynalite, which the tests use,
+//! has none; nor do some DynamoDB-compatible stores).
 //!
-//! create = PutItem with `attribute_not_exists(action_key)` (ConditionalCheckFailed means
-//! duplicate), remove = DeleteItem. Never a read-then-write: two workers racing on one key
-//! still store exactly one notification.
+//! Per key, beside the notification item (owner, action_key) with its immutable
+//! `created_seq` and its `version`, a tombstone item at (`{owner}#tombstone`, action_key)
+//! holds the newest remove's `version`. Its partition key is no user's (ids cannot hold `#`)
+//! and it has no `created_at`, so neither a Query by owner nor `OwnerIndex` ever returns it.
+//!
+//! - remove: raise the tombstone (`version < :r`), then delete the item unless a create
+//!   newer than the remove was applied to it (`version < :r`). A redelivered remove whose
+//!   tombstone exists still runs its delete.
+//! - create: put the item if absent (`attribute_not_exists(id)`); otherwise read it and the
+//!   tombstone (strongly consistent) and, as the rules say, keep it (raising its `version`),
+//!   replace a life that a newer remove ended (conditioned on the life read), or do nothing.
+//!   A create that stored its life then checks the tombstone: a newer remove that slipped
+//!   in between is finished on its behalf (the same conditional delete). Every conditional
+//!   write that fails re-reads and decides again.
+//!
+//! docs/reliability.md walks through the interleavings, each with its test.
 
+use super::versioning::{CreatePlan, Life, plan_create};
 use super::{Applied, ErrorKind, NotificationStore, StoreError};
-use crate::domain::{Change, FeedItem, Id};
+use crate::domain::{Change, FeedItem, Id, Notification, Timestamp, Version};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement,
     KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, TableStatus,
 };
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The global secondary index the API reads feeds from (owner, created_at).
@@ -27,9 +43,23 @@ pub struct DynamoDbSettings {
     pub region: String,
 }
 
+/// Appended to the owner in a tombstone's partition key.
+const TOMBSTONE_SUFFIX: &str = "#tombstone";
+/// The attribute DynamoDB's TTL deletes expired tombstones by (unix seconds).
+const EXPIRES_AT: &str = "expires_at";
+/// A create whose conditional writes keep failing because others change the key at the same
+/// moment gives up after this many rounds (a transient error: it is retried).
+const MAX_ROUNDS: usize = 10;
+/// How long after a create whose put went unanswered the key is checked again: that put may
+/// still land after a newer remove's delete (a request outlives its client's timeout on a
+/// busy server), and nothing else would delete it then.
+const RECHECK_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
 pub struct DynamoDbStore {
     client: Client,
     table: String,
+    tombstone_ttl: Duration,
 }
 
 impl DynamoDbStore {
@@ -52,10 +82,22 @@ impl DynamoDbStore {
 
     /// A store on a client configured elsewhere (tests point it at a local endpoint).
     pub fn with_config(config: &aws_config::SdkConfig, table: &str) -> DynamoDbStore {
+        // No retries inside the SDK: the worker retries with its own backoff, and this store
+        // must know when a write may have landed without an answer (see `create`).
+        let config = aws_sdk_dynamodb::config::Builder::from(config)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
         DynamoDbStore {
-            client: Client::new(config),
+            client: Client::from_conf(config),
             table: table.to_owned(),
+            tombstone_ttl: super::DEFAULT_TOMBSTONE_TTL,
         }
+    }
+
+    /// How long removal records are kept (`NOTIF_TOMBSTONE_TTL`).
+    pub fn with_tombstone_ttl(mut self, ttl: Duration) -> DynamoDbStore {
+        self.tombstone_ttl = ttl;
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -126,6 +168,388 @@ impl DynamoDbStore {
     }
 }
 
+/// The versioned-write protocol (see the module's documentation).
+impl DynamoDbStore {
+    async fn create(&self, notification: &Notification, version: Version) -> Result<Applied, StoreError> {
+        let mut unanswered = false;
+        let applied = self.create_rounds(notification, version, &mut unanswered).await;
+        if unanswered {
+            self.recheck_later(notification.owner.as_str(), notification.action_key.as_str());
+        }
+        applied
+    }
+
+    /// A put that got no answer (timeout, lost connection) may land later than anything
+    /// this worker does next: after [`RECHECK_AFTER`], delete what it may have left alive
+    /// behind a newer remove. Harmless when it landed in time or not at all: this is the
+    /// remove's own conditional delete. (A worker that stops before then leaves it to the
+    /// key's next event; docs/reliability.md says so.)
+    fn recheck_later(&self, owner: &str, action_key: &str) {
+        let store = self.clone();
+        let (owner, action_key) = (owner.to_owned(), action_key.to_owned());
+        tracing::info!(
+            owner,
+            action_key,
+            after_s = RECHECK_AFTER.as_secs(),
+            "a put went unanswered: recheck scheduled"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(RECHECK_AFTER).await;
+            for _ in 0..5 {
+                let checked = async {
+                    let life = store.read_life(&owner, &action_key).await?;
+                    let tombstone = store.read_tombstone(&owner, &action_key).await?;
+                    if let (Some(life), Some(removed)) = (life, tombstone)
+                        && removed > life.version
+                    {
+                        store.delete_older_than(&owner, &action_key, removed).await?;
+                    }
+                    Ok::<(), StoreError>(())
+                };
+                match checked.await {
+                    Ok(()) => {
+                        tracing::info!(owner, action_key, "recheck done");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, owner, action_key, "recheck after an unanswered put failed; trying again");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn create_rounds(
+        &self,
+        notification: &Notification,
+        version: Version,
+        unanswered: &mut bool,
+    ) -> Result<Applied, StoreError> {
+        let owner = notification.owner.as_str();
+        let action_key = notification.action_key.as_str();
+        for _ in 0..MAX_ROUNDS {
+            let put = self.put_life(notification, version, None).await;
+            *unanswered |= put
+                .as_ref()
+                .is_err_and(|error| error.kind == ErrorKind::Transient);
+            if put? {
+                return self.confirm_life(owner, action_key, version).await;
+            }
+            // Something is there: decide on what it is, read consistently.
+            let Some(life) = self.read_life(owner, action_key).await? else {
+                continue; // deleted in the meantime: try to put again
+            };
+            let tombstone = self.read_tombstone(owner, action_key).await?;
+            match plan_create(Some(life), tombstone, version) {
+                CreatePlan::AlreadyCreated => return self.confirm_life(owner, action_key, version).await,
+                CreatePlan::Replace => {
+                    if self.put_life(notification, version, Some(life)).await? {
+                        return self.confirm_life(owner, action_key, version).await;
+                    }
+                }
+                CreatePlan::Keep { raise_version: true } => {
+                    if self.raise_version(owner, action_key, life, version).await? {
+                        return Ok(Applied::Duplicate);
+                    }
+                }
+                CreatePlan::Keep { raise_version: false } => return Ok(Applied::Duplicate),
+                CreatePlan::Superseded => return Ok(Applied::Superseded),
+                CreatePlan::FinishRemove => {
+                    let removed = tombstone.expect("a remove to finish has a tombstone");
+                    self.delete_older_than(owner, action_key, removed).await?;
+                    return Ok(Applied::Superseded);
+                }
+                // There is a life: the rules never say insert. Read again.
+                CreatePlan::Insert => {}
+            }
+        }
+        Err(StoreError::new(
+            ErrorKind::Transient,
+            format!(
+                "dynamodb: {action_key} of {owner} kept changing under {MAX_ROUNDS} attempts to create it"
+            ),
+        ))
+    }
+
+    /// After this create's life was stored (now or by an earlier delivery of the same
+    /// event): if a newer remove's tombstone is there, that remove's delete may have run
+    /// before the life was stored, so run it again on its behalf. The life stands, and is
+    /// reported created, only if it survives that.
+    async fn confirm_life(
+        &self,
+        owner: &str,
+        action_key: &str,
+        version: Version,
+    ) -> Result<Applied, StoreError> {
+        let Some(removed) = self.read_tombstone(owner, action_key).await? else {
+            return Ok(Applied::Created);
+        };
+        if removed < version {
+            return Ok(Applied::Created);
+        }
+        if self
+            .delete_older_than(owner, action_key, removed)
+            .await?
+            .is_some()
+        {
+            return Ok(Applied::Superseded);
+        }
+        // Not deleted: gone already, or a create newer than the remove keeps it.
+        let still_ours = self
+            .read_life(owner, action_key)
+            .await?
+            .is_some_and(|life| life.created == version);
+        Ok(if still_ours {
+            Applied::Created
+        } else {
+            Applied::Superseded
+        })
+    }
+
+    async fn remove(&self, owner: &str, action_key: &str, version: Version) -> Result<Applied, StoreError> {
+        let expires_at = Timestamp::now()
+            .unix()
+            .saturating_add(i64::try_from(self.tombstone_ttl.as_secs()).unwrap_or(i64::MAX));
+        // The tombstone first: from now on no older create can store a life that stays.
+        let raised = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&tombstone_owner(owner), action_key)))
+            .update_expression("SET #v = :v, #expires = :expires")
+            .condition_expression("attribute_not_exists(#v) OR #v < :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":v", number(version))
+            .expression_attribute_values(":expires", AttributeValue::N(expires_at.to_string()))
+            .send()
+            .await;
+        match raised {
+            Ok(_) => {}
+            // A tombstone as new or newer is there already (a redelivery, or a later remove).
+            Err(error) if is_condition_failure(&error) => {}
+            Err(error) => return Err(classify("UpdateItem", &self.table, &error)),
+        }
+        Ok(match self.delete_older_than(owner, action_key, version).await? {
+            Some(_) => Applied::Removed,
+            None => Applied::Absent,
+        })
+    }
+
+    /// Deletes the notification unless a create at `version` or newer was applied to it;
+    /// returns the deleted item's id.
+    async fn delete_older_than(
+        &self,
+        owner: &str,
+        action_key: &str,
+        version: Version,
+    ) -> Result<Option<String>, StoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(owner, action_key)))
+            .condition_expression("attribute_exists(id) AND (attribute_not_exists(#v) OR #v < :v)")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", number(version))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match deleted {
+            Ok(output) => Ok(output
+                .attributes()
+                .and_then(|old| old.get("id"))
+                .and_then(|id| id.as_s().ok())
+                .cloned()),
+            Err(error) if is_condition_failure(&error) => Ok(None),
+            Err(error) => Err(classify("DeleteItem", &self.table, &error)),
+        }
+    }
+
+    /// Stores a new life started by this create: where no notification is (`expected`
+    /// None), or in place of exactly the life `expected` (a newer remove ended it). False
+    /// when the key is not as expected any more.
+    async fn put_life(
+        &self,
+        notification: &Notification,
+        version: Version,
+        expected: Option<Life>,
+    ) -> Result<bool, StoreError> {
+        let mut item =
+            serde_dynamo::to_item::<_, HashMap<String, AttributeValue>>(FeedItem::from(notification))
+                .map_err(|error| {
+                    StoreError::new(
+                        ErrorKind::Permanent,
+                        format!("cannot map the notification: {error}"),
+                    )
+                })?;
+        item.insert("created_seq".to_owned(), number(version));
+        item.insert("version".to_owned(), number(version));
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        put = match expected {
+            // An item without `id` (say, a partial item an unconditioned API update left)
+            // counts as absent and is overwritten.
+            None => put.condition_expression("attribute_not_exists(id)"),
+            Some(life) => {
+                let (condition, names, values) = life_condition(life);
+                put.condition_expression(condition)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+            }
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(classify("PutItem", &self.table, &error)),
+        }
+    }
+
+    /// A create newer than everything the live notification has seen: remember it, so a
+    /// remove older than this create cannot delete the notification. False when the life
+    /// changed meanwhile.
+    async fn raise_version(
+        &self,
+        owner: &str,
+        action_key: &str,
+        life: Life,
+        version: Version,
+    ) -> Result<bool, StoreError> {
+        let (condition, mut names, mut values) = life_condition(life);
+        names.insert("#v".to_owned(), "version".to_owned());
+        values.insert(":new".to_owned(), number(version));
+        let raised = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(owner, action_key)))
+            .update_expression("SET #v = :new")
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match raised {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(classify("UpdateItem", &self.table, &error)),
+        }
+    }
+
+    /// The live notification's versions, read strongly consistent (the default read may
+    /// miss a write that just happened); `None` when absent or without `id`.
+    async fn read_life(&self, owner: &str, action_key: &str) -> Result<Option<Life>, StoreError> {
+        let item = self.get(key(owner, action_key), "id, created_seq, #v").await?;
+        Ok(item.filter(|item| item.contains_key("id")).map(|item| Life {
+            created: stored_version(item.get("created_seq")),
+            version: stored_version(item.get("version")),
+        }))
+    }
+
+    /// The newest remove's version, read strongly consistent.
+    async fn read_tombstone(&self, owner: &str, action_key: &str) -> Result<Option<Version>, StoreError> {
+        let item = self.get(key(&tombstone_owner(owner), action_key), "#v").await?;
+        Ok(item.and_then(|item| item.get("version").map(|value| stored_version(Some(value)))))
+    }
+
+    async fn get(
+        &self,
+        key: HashMap<String, AttributeValue>,
+        projection: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .projection_expression(projection)
+            .expression_attribute_names("#v", "version")
+            .send()
+            .await
+            .map_err(|error| classify("GetItem", &self.table, &error))?;
+        Ok(output.item.filter(|item| !item.is_empty()))
+    }
+
+    /// Enables DynamoDB's TTL on tombstones' `expires_at`; where the endpoint has no TTL
+    /// (DynamoDB Local, dynalite), tombstones are simply kept.
+    async fn enable_tombstone_expiry(&self) -> Result<(), StoreError> {
+        let enabled = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                    .attribute_name(EXPIRES_AT)
+                    .enabled(true)
+                    .build()
+                    .expect("name and flag set"),
+            )
+            .send()
+            .await;
+        match enabled {
+            Ok(_) => Ok(()),
+            Err(error) if error.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
+            Err(error) if error.code() == Some("UnknownOperationException") => {
+                tracing::info!(table = %self.table, "this DynamoDB endpoint has no TTL: tombstones are kept");
+                Ok(())
+            }
+            Err(error) => Err(classify("UpdateTimeToLive", &self.table, &error)),
+        }
+    }
+}
+
+fn key(owner: &str, action_key: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("owner".to_owned(), AttributeValue::S(owner.to_owned())),
+        ("action_key".to_owned(), AttributeValue::S(action_key.to_owned())),
+    ])
+}
+
+fn tombstone_owner(owner: &str) -> String {
+    format!("{owner}{TOMBSTONE_SUFFIX}")
+}
+
+fn number(version: Version) -> AttributeValue {
+    AttributeValue::N(version.to_number().to_string())
+}
+
+/// A stored version attribute; an item written before versions has none: the oldest.
+fn stored_version(value: Option<&AttributeValue>) -> Version {
+    value
+        .and_then(|value| value.as_n().ok())
+        .and_then(|text| Version::parse(text))
+        .unwrap_or(Version::LEGACY)
+}
+
+/// "The item holds exactly this life": its `id`, and its two versions as read (absent on
+/// items written before versions).
+fn life_condition(life: Life) -> (String, HashMap<String, String>, HashMap<String, AttributeValue>) {
+    let names = HashMap::from([
+        ("#c".to_owned(), "created_seq".to_owned()),
+        ("#v".to_owned(), "version".to_owned()),
+    ]);
+    let mut values = HashMap::new();
+    let mut condition = String::from("attribute_exists(id)");
+    for (name, placeholder, stored) in [("#c", ":c", life.created), ("#v", ":v", life.version)] {
+        if stored == Version::LEGACY {
+            condition.push_str(&format!(" AND attribute_not_exists({name})"));
+        } else {
+            condition.push_str(&format!(" AND {name} = {placeholder}"));
+            values.insert(placeholder.to_owned(), number(stored));
+        }
+    }
+    (condition, names, values)
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
+}
+
 impl NotificationStore for DynamoDbStore {
     async fn setup(&self) -> Result<(), StoreError> {
         if self.table_active().await?.is_none() {
@@ -136,7 +560,7 @@ impl NotificationStore for DynamoDbStore {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         loop {
             if self.table_active().await? == Some(true) {
-                return Ok(());
+                return self.enable_tombstone_expiry().await;
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(StoreError::new(
@@ -148,50 +572,11 @@ impl NotificationStore for DynamoDbStore {
         }
     }
 
-    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+    async fn apply(&self, change: &Change, version: Version) -> Result<Applied, StoreError> {
         match change {
-            Change::Create(notification) => {
-                let item = serde_dynamo::to_item(FeedItem::from(notification)).map_err(|error| {
-                    StoreError::new(
-                        ErrorKind::Permanent,
-                        format!("cannot map the notification: {error}"),
-                    )
-                })?;
-                let put = self
-                    .client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(action_key)")
-                    .send()
-                    .await;
-                match put {
-                    Ok(_) => Ok(Applied::Created),
-                    Err(SdkError::ServiceError(service))
-                        if matches!(service.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-                    {
-                        Ok(Applied::Duplicate)
-                    }
-                    Err(error) => Err(classify("PutItem", &self.table, &error)),
-                }
-            }
+            Change::Create(notification) => self.create(notification, version).await,
             Change::Remove { owner, action_key } => {
-                let deleted = self
-                    .client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .key("owner", AttributeValue::S(owner.to_string()))
-                    .key("action_key", AttributeValue::S(action_key.to_string()))
-                    .return_values(ReturnValue::AllOld)
-                    .send()
-                    .await
-                    .map_err(|error| classify("DeleteItem", &self.table, &error))?;
-                let existed = deleted.attributes().is_some_and(|old| !old.is_empty());
-                Ok(if existed {
-                    Applied::Removed
-                } else {
-                    Applied::Absent
-                })
+                self.remove(owner.as_str(), action_key.as_str(), version).await
             }
         }
     }

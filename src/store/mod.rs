@@ -6,14 +6,20 @@
 mod dynamodb;
 mod error;
 mod sqlite;
+pub mod versioning;
 
 pub use dynamodb::{DynamoDbSettings, DynamoDbStore};
 pub use error::{ErrorKind, StoreError};
 pub use sqlite::SqliteStore;
 
-use crate::domain::{Change, FeedItem, Id};
+use crate::domain::{Change, FeedItem, Id, Version};
 use std::future::Future;
 use std::path::PathBuf;
+
+/// How long a removal record (tombstone) is kept when `NOTIF_TOMBSTONE_TTL` is not set: an
+/// event older than its remove can arrive as long as the stream or the dead letters keep it
+/// (7 days each by default), so the worker refuses to start with less than those.
+pub const DEFAULT_TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Which store to use, from `NOTIF_STORE` and its settings.
 #[derive(Debug, Clone)]
@@ -31,8 +37,10 @@ pub enum Applied {
     Duplicate,
     /// The notification was deleted.
     Removed,
-    /// There was nothing to delete.
+    /// There was nothing to delete, or a newer create keeps the notification.
     Absent,
+    /// A create older than a remove already applied: not stored (see [`versioning`]).
+    Superseded,
 }
 
 impl Applied {
@@ -42,21 +50,32 @@ impl Applied {
             Applied::Duplicate => "duplicate",
             Applied::Removed => "removed",
             Applied::Absent => "absent",
+            Applied::Superseded => "superseded",
         }
     }
 }
 
 /// The behaviour every store promises (SPEC.md, "Semantics"):
-/// - `apply(Create)` is one atomic conditional write: an existing (owner, action_key) is
-///   left untouched and reported as [`Applied::Duplicate`]; never read-then-write.
-/// - `apply(Remove)` deletes by key; an absent key is [`Applied::Absent`], not an error.
+/// - `apply` takes the event's [`Version`] and follows [`versioning`]: whatever order and
+///   however often a key's changes arrive, from however many processes, the key ends live
+///   exactly when its newest change is a create, and a live notification is never rewritten
+///   (its id and read_status survive) except for its version attributes.
+/// - `apply(Create)` of an existing notification leaves it as it is ([`Applied::Duplicate`]);
+///   never a read-then-write without a condition.
+/// - `apply(Remove)` leaves a tombstone that no feed query sees; an absent key is
+///   [`Applied::Absent`], not an error.
 /// - `apply` returns only once its outcome is durable, so the caller may acknowledge.
-/// - Calls may run concurrently; callers keep changes to one key in order themselves.
+/// - Calls may run concurrently, for the same key too: correctness never depends on the
+///   caller's ordering.
 pub trait NotificationStore: Send + Sync + 'static {
     /// Creates what is missing (schema, table and index); leaves what exists unchanged.
     fn setup(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn apply(&self, change: &Change) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+    fn apply(
+        &self,
+        change: &Change,
+        version: Version,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
     /// Answers whether the store can be used right now (reachable, schema or table present),
     /// cheaply: it runs every few seconds for readiness.
@@ -102,6 +121,14 @@ impl AnyStore {
         })
     }
 
+    /// How long removal records are kept.
+    pub fn with_tombstone_ttl(self, ttl: std::time::Duration) -> AnyStore {
+        match self {
+            AnyStore::Sqlite(store) => AnyStore::Sqlite(store.with_tombstone_ttl(ttl)),
+            AnyStore::DynamoDb(store) => AnyStore::DynamoDb(store.with_tombstone_ttl(ttl)),
+        }
+    }
+
     /// Where the notifications go, for logs.
     pub fn describe(&self) -> String {
         match self {
@@ -119,10 +146,10 @@ impl NotificationStore for AnyStore {
         }
     }
 
-    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+    async fn apply(&self, change: &Change, version: Version) -> Result<Applied, StoreError> {
         match self {
-            AnyStore::Sqlite(store) => store.apply(change).await,
-            AnyStore::DynamoDb(store) => store.apply(change).await,
+            AnyStore::Sqlite(store) => store.apply(change, version).await,
+            AnyStore::DynamoDb(store) => store.apply(change, version).await,
         }
     }
 

@@ -5,11 +5,13 @@
 //! single transaction ("group commit"): with many events in flight, one fsync covers
 //! hundreds of them, and each caller still hears back only after its own commit.
 
+use super::versioning::{CreatePlan, Life, plan_create, plan_remove};
 use super::{Applied, ErrorKind, Limits, NotificationStore, StoreError};
-use crate::domain::{Change, FeedItem, Id};
-use rusqlite::{Connection, params};
+use crate::domain::{Change, FeedItem, Id, Timestamp, Version};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Most changes committed in one transaction.
@@ -30,37 +32,78 @@ CREATE TABLE IF NOT EXISTS notifications (
     excerpt       TEXT,
     read_status   INTEGER NOT NULL DEFAULT 0,
     created_at    TEXT    NOT NULL,
+    created_seq   TEXT,
+    version       TEXT,
     PRIMARY KEY (owner, action_key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS notifications_owner_created_at ON notifications (owner, created_at);
+CREATE TABLE IF NOT EXISTS tombstones (
+    owner         TEXT    NOT NULL,
+    action_key    TEXT    NOT NULL,
+    version       TEXT    NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    PRIMARY KEY (owner, action_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_expires_at ON tombstones (expires_at);
 ";
 
-const INSERT: &str = "INSERT INTO notifications
-    (owner, action_key, id, userid, username, userpic, userbio, action, resource_type, resource_id,
-     excerpt, read_status, created_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-    ON CONFLICT (owner, action_key) DO NOTHING";
+/// Columns added to `notifications` after its first release: a file created before gets
+/// them from `setup`. Rows written before have none, and count as the oldest versions.
+const ADDED_COLUMNS: [&str; 2] = ["created_seq", "version"];
 
+/// (owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
+/// resource_id, excerpt, read_status, created_at, created_seq, version). `OR REPLACE` only
+/// matters for a new life replacing an old one ([`CreatePlan::Replace`]); otherwise the
+/// transaction has just seen that no row exists.
+const INSERT: &str = "INSERT OR REPLACE INTO notifications
+    (owner, action_key, id, userid, username, userpic, userbio, action, resource_type, resource_id,
+     excerpt, read_status, created_at, created_seq, version)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)";
+
+const READ_LIFE: &str = "SELECT created_seq, version FROM notifications WHERE owner = ?1 AND action_key = ?2";
+const READ_TOMBSTONE: &str = "SELECT version FROM tombstones WHERE owner = ?1 AND action_key = ?2";
+const RAISE_VERSION: &str = "UPDATE notifications SET version = ?3 WHERE owner = ?1 AND action_key = ?2";
+const WRITE_TOMBSTONE: &str = "INSERT INTO tombstones (owner, action_key, version, expires_at)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (owner, action_key) DO UPDATE SET version = excluded.version, expires_at = excluded.expires_at";
 const DELETE: &str = "DELETE FROM notifications WHERE owner = ?1 AND action_key = ?2";
+/// Tombstones past their lifetime, a bounded number at a time so the writer never stalls.
+const PURGE_TOMBSTONES: &str = "DELETE FROM tombstones WHERE (owner, action_key) IN
+    (SELECT owner, action_key FROM tombstones WHERE expires_at < ?1 LIMIT 1000)";
 
 /// A change ready to bind: what needs formatting is formatted by the caller, on the async
 /// runtime's threads, so that the one writer thread only binds and steps.
 struct Write {
     change: Change,
+    version: Version,
+    /// The version as stored (fixed-width text).
+    version_text: String,
     id: String,
     created_at: String,
+    /// When a tombstone this write leaves may go (unix seconds).
+    expires_at: i64,
 }
 
 impl Write {
-    fn new(change: &Change) -> Write {
-        let (id, created_at) = match change {
-            Change::Create(n) => (n.id.hyphenated().to_string(), n.created_at.to_rfc3339()),
-            Change::Remove { .. } => (String::new(), String::new()),
+    fn new(change: &Change, version: Version, tombstone_ttl: Duration) -> Write {
+        let (id, created_at, expires_at) = match change {
+            Change::Create(n) => (n.id.hyphenated().to_string(), n.created_at.to_rfc3339(), 0),
+            Change::Remove { .. } => {
+                let ttl = i64::try_from(tombstone_ttl.as_secs()).unwrap_or(i64::MAX);
+                (
+                    String::new(),
+                    String::new(),
+                    Timestamp::now().unix().saturating_add(ttl),
+                )
+            }
         };
         Write {
             change: change.clone(),
+            version,
+            version_text: version.to_text(),
             id,
             created_at,
+            expires_at,
         }
     }
 }
@@ -77,6 +120,7 @@ pub struct SqliteStore {
     _checkpointer: mpsc::Sender<()>,
     /// Reads (feed) use their own connection: WAL lets them run beside the writer.
     reader: Arc<Mutex<Connection>>,
+    tombstone_ttl: Duration,
 }
 
 impl SqliteStore {
@@ -119,7 +163,14 @@ impl SqliteStore {
             writer,
             _checkpointer: checkpointer,
             reader: Arc::new(Mutex::new(reader)),
+            tombstone_ttl: super::DEFAULT_TOMBSTONE_TTL,
         })
+    }
+
+    /// How long removal records are kept (`NOTIF_TOMBSTONE_TTL`).
+    pub fn with_tombstone_ttl(mut self, ttl: Duration) -> SqliteStore {
+        self.tombstone_ttl = ttl;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -176,8 +227,18 @@ fn checkpoint_loop(connection: Connection, stop: mpsc::Receiver<()>) {
     }
 }
 
+/// How often the writer deletes expired tombstones (a bounded batch each time).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
 fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
+    let mut last_purge = std::time::Instant::now();
     while let Ok(first) = requests.recv() {
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = std::time::Instant::now();
+            if let Err(error) = purge_expired_tombstones(&connection) {
+                tracing::debug!(%error, "cannot delete expired tombstones; trying again later");
+            }
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_CHANGES_PER_COMMIT {
             match requests.try_recv() {
@@ -214,7 +275,10 @@ fn commit<'a>(
     connection: &mut Connection,
     writes: impl Iterator<Item = &'a Write>,
 ) -> rusqlite::Result<Vec<Applied>> {
-    let transaction = connection.transaction()?;
+    // IMMEDIATE: take the write lock before the first read, so that what a change reads
+    // (the key's life and tombstone) cannot be changed by another process (a second worker
+    // on the same file) before it writes.
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let outcomes = writes
         .map(|write| apply_one(&transaction, write))
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -222,41 +286,118 @@ fn commit<'a>(
     Ok(outcomes)
 }
 
+/// Applies one change by the rules of [`super::versioning`], inside the caller's
+/// transaction: read the key's life and tombstone, decide, write.
 fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Applied> {
+    let owner = write.change.owner().as_str();
+    let action_key = write.change.action_key().as_str();
+    let life = read_life(connection, owner, action_key)?;
+    let tombstone = connection
+        .prepare_cached(READ_TOMBSTONE)?
+        .query_row(params![owner, action_key], |row| row.get::<_, String>(0))
+        .optional()?
+        .map(|text| stored_version(Some(text)));
     match &write.change {
         Change::Create(n) => {
-            let inserted = connection.prepare_cached(INSERT)?.execute(params![
-                n.owner.as_str(),
-                n.action_key.as_str(),
-                write.id,
-                n.trigger_user.as_str(),
-                n.username,
-                n.user_picture,
-                n.user_bio,
-                n.action.code(),
-                n.resource_type.as_str(),
-                n.resource_id.as_str(),
-                n.excerpt,
-                n.read_status,
-                write.created_at,
-            ])?;
-            Ok(if inserted == 1 {
-                Applied::Created
-            } else {
-                Applied::Duplicate
-            })
+            let plan = plan_create(life, tombstone, write.version);
+            match plan {
+                CreatePlan::Insert | CreatePlan::Replace => {
+                    connection.prepare_cached(INSERT)?.execute(params![
+                        owner,
+                        action_key,
+                        write.id,
+                        n.trigger_user.as_str(),
+                        n.username,
+                        n.user_picture,
+                        n.user_bio,
+                        n.action.code(),
+                        n.resource_type.as_str(),
+                        n.resource_id.as_str(),
+                        n.excerpt,
+                        n.read_status,
+                        write.created_at,
+                        write.version_text,
+                    ])?;
+                }
+                CreatePlan::Keep { raise_version: true } => {
+                    connection.prepare_cached(RAISE_VERSION)?.execute(params![
+                        owner,
+                        action_key,
+                        write.version_text
+                    ])?;
+                }
+                // Never met in SQLite, whose removes delete in the transaction that writes
+                // their tombstone; kept for the rules' sake (and for files another process
+                // left half-written by hand).
+                CreatePlan::FinishRemove => {
+                    connection
+                        .prepare_cached(DELETE)?
+                        .execute(params![owner, action_key])?;
+                }
+                CreatePlan::Keep { raise_version: false }
+                | CreatePlan::AlreadyCreated
+                | CreatePlan::Superseded => {}
+            }
+            Ok(plan.applied())
         }
-        Change::Remove { owner, action_key } => {
-            let deleted = connection
-                .prepare_cached(DELETE)?
-                .execute(params![owner.as_str(), action_key.as_str()])?;
-            Ok(if deleted == 1 {
-                Applied::Removed
-            } else {
-                Applied::Absent
-            })
+        Change::Remove { .. } => {
+            let plan = plan_remove(life, tombstone, write.version);
+            if plan.raise_tombstone {
+                connection.prepare_cached(WRITE_TOMBSTONE)?.execute(params![
+                    owner,
+                    action_key,
+                    write.version_text,
+                    write.expires_at
+                ])?;
+            }
+            if plan.delete {
+                connection
+                    .prepare_cached(DELETE)?
+                    .execute(params![owner, action_key])?;
+            }
+            Ok(plan.applied())
         }
     }
+}
+
+fn read_life(connection: &Connection, owner: &str, action_key: &str) -> rusqlite::Result<Option<Life>> {
+    connection
+        .prepare_cached(READ_LIFE)?
+        .query_row(params![owner, action_key], |row| {
+            Ok(Life {
+                created: stored_version(row.get(0)?),
+                version: stored_version(row.get(1)?),
+            })
+        })
+        .optional()
+}
+
+/// A stored version; a row without one (written before versions) is the oldest.
+fn stored_version(text: Option<String>) -> Version {
+    text.as_deref()
+        .and_then(Version::parse)
+        .unwrap_or(Version::LEGACY)
+}
+
+/// Deletes tombstones past their lifetime, at most a bounded batch per call.
+fn purge_expired_tombstones(connection: &Connection) -> rusqlite::Result<usize> {
+    connection
+        .prepare_cached(PURGE_TOMBSTONES)?
+        .execute(params![Timestamp::now().unix()])
+}
+
+/// Adds the columns a database made by an earlier release lacks.
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    let existing: Vec<String> = connection
+        .prepare("SELECT name FROM pragma_table_info('notifications')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in ADDED_COLUMNS {
+        if !existing.iter().any(|name| name == column) {
+            connection.execute_batch(&format!("ALTER TABLE notifications ADD COLUMN {column} TEXT"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The one place SQLite errors are sorted into [`ErrorKind`]s.
@@ -282,14 +423,17 @@ fn classify(error: rusqlite::Error) -> StoreError {
 
 impl NotificationStore for SqliteStore {
     async fn setup(&self) -> Result<(), StoreError> {
-        self.with_reader(|connection| connection.execute_batch(SCHEMA))
-            .await
+        self.with_reader(|connection| {
+            connection.execute_batch(SCHEMA)?;
+            migrate(connection)
+        })
+        .await
     }
 
-    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+    async fn apply(&self, change: &Change, version: Version) -> Result<Applied, StoreError> {
         let (reply, outcome) = oneshot::channel();
         let request = Request {
-            write: Write::new(change),
+            write: Write::new(change, version, self.tombstone_ttl),
             reply,
         };
         let writer_gone = || StoreError::new(ErrorKind::Systemic, "sqlite writer thread stopped");
@@ -300,7 +444,11 @@ impl NotificationStore for SqliteStore {
     async fn probe(&self) -> Result<(), StoreError> {
         self.with_reader(|connection| {
             connection
-                .prepare_cached("SELECT 1 FROM notifications LIMIT 1")?
+                // Names every table and column the writer needs, so a file from an earlier
+                // release reads as "run setup" rather than failing writes one by one.
+                .prepare_cached(
+                    "SELECT (SELECT version FROM notifications LIMIT 1), (SELECT version FROM tombstones LIMIT 1)",
+                )?
                 .exists([])
                 .map(|_| ())
         })

@@ -2,6 +2,8 @@
 //! binary as a child process, and waiting for conditions with deadlines (never fixed sleeps).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -484,6 +486,8 @@ pub async fn create_stream(js: &async_nats::jetstream::Context) -> async_nats::j
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: "NOTIFICATIONS".into(),
         subjects: vec!["notifications.>".into()],
+        // As `setup` makes it: tombstones must outlive what the stream keeps.
+        max_age: Duration::from_secs(7 * 24 * 60 * 60),
         ..Default::default()
     })
     .await

@@ -1,0 +1,231 @@
+//! The deployment we ship runs several replicas on one durable consumer. Events of one key
+//! published back to back then land on different replicas at the same moment, and a
+//! replica that dies has its messages redelivered to the others, after later events of the
+//! same keys were applied. Whatever happens, every key must end as its events, in stream
+//! order, say: live exactly when its last event is a like, with the notification that was
+//! reported `created`.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use support::*;
+
+const WITHIN: Duration = Duration::from_secs(240);
+/// Keys published like → unlike (end absent).
+const LIKE_UNLIKE: usize = 3_000;
+/// Keys published like → unlike → like (end live).
+const LIKE_UNLIKE_LIKE: usize = 1_000;
+
+fn unlike(owner: &str, trigger: &str, resource: &str) -> String {
+    like(owner, trigger, resource)
+}
+
+fn owner_of(key: usize) -> String {
+    format!("owner-{}", key % 101)
+}
+
+fn trigger_of(key: usize) -> String {
+    format!("fan-{key}")
+}
+
+fn action_key(key: usize) -> String {
+    format!("{}#post-1#1#0001-01-01T00:00:00Z", trigger_of(key))
+}
+
+/// Publishes every key's events back to back (so a key's like and unlike are pulled
+/// together and may go to different replicas), with many publishes in flight.
+async fn publish_races(js: &async_nats::jetstream::Context) -> usize {
+    let mut pending = Vec::new();
+    let mut published = 0;
+    for key in 0..LIKE_UNLIKE + LIKE_UNLIKE_LIKE {
+        let (owner, trigger) = (owner_of(key), trigger_of(key));
+        let mut script = vec![
+            ("notifications.post.like", like(&owner, &trigger, "post-1")),
+            ("notifications.post.unlike", unlike(&owner, &trigger, "post-1")),
+        ];
+        if key >= LIKE_UNLIKE {
+            script.push(("notifications.post.like", like(&owner, &trigger, "post-1")));
+        }
+        for (subject, body) in script {
+            pending.push(js.publish(subject, body.into()).await.unwrap());
+            published += 1;
+        }
+        if pending.len() >= 1000 {
+            for ack in pending.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.unwrap();
+    }
+    published
+}
+
+/// The (owner, action_key) → id of every stored notification.
+type Stored = HashMap<(String, String), String>;
+
+fn stored_sqlite(dir: &std::path::Path) -> Stored {
+    let connection = sqlite(dir);
+    let mut statement = connection
+        .prepare("SELECT owner, action_key, id FROM notifications")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+async fn stored_dynamodb(dynamo: &Dynalite, table: &str) -> Stored {
+    let store = dynamo.store(table).await;
+    let mut stored = HashMap::new();
+    for owner in 0..101 {
+        let owner = format!("owner-{owner}");
+        let feed = notification_worker::store::NotificationStore::feed(
+            &store,
+            &notification_worker::domain::Id::parse("owner", &owner).unwrap(),
+            100_000,
+        )
+        .await
+        .unwrap();
+        for item in feed {
+            stored.insert((item.owner, item.action_key), item.id);
+        }
+    }
+    stored
+}
+
+/// The ids the workers reported `created`, per key.
+fn created_ids(workers: &[Worker]) -> HashMap<(String, String), HashSet<String>> {
+    let mut created: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    for worker in workers {
+        for event in worker.events() {
+            if event["outcome"] == "created" {
+                let key = (
+                    event["owner"].as_str().unwrap().to_owned(),
+                    event["action_key"].as_str().unwrap().to_owned(),
+                );
+                let id = event["notification_id"].as_str().unwrap_or_default().to_owned();
+                created.entry(key).or_default().insert(id);
+            }
+        }
+    }
+    created
+}
+
+/// Every key as its last event says; every live notification reported created.
+fn assert_every_key_right(stored: &Stored, workers: &[Worker]) {
+    let created = created_ids(workers);
+    let mut wrong = Vec::new();
+    for key in 0..LIKE_UNLIKE + LIKE_UNLIKE_LIKE {
+        let id = (owner_of(key), action_key(key));
+        let should_live = key >= LIKE_UNLIKE;
+        match stored.get(&id) {
+            Some(_) if !should_live => wrong.push(format!("{id:?} is live after its unlike")),
+            None if should_live => wrong.push(format!("{id:?} is absent after its last like")),
+            Some(stored_id) if !created.get(&id).is_some_and(|ids| ids.contains(stored_id)) => wrong.push(
+                format!("{id:?}: notification {stored_id} was never reported created"),
+            ),
+            _ => {}
+        }
+    }
+    if let Some(first) = wrong.first() {
+        let needle = first.split('"').nth(3).unwrap_or_default().to_owned();
+        for worker in workers {
+            for line in worker.logs().iter().filter(|line| line.contains(&needle)) {
+                eprintln!("DEBUG {line}");
+            }
+        }
+    }
+    assert_eq!(stored.len(), LIKE_UNLIKE_LIKE, "live notifications");
+    assert!(
+        wrong.is_empty(),
+        "{} of {} keys ended wrong, e.g.:\n{}",
+        wrong.len(),
+        LIKE_UNLIKE + LIKE_UNLIKE_LIKE,
+        wrong.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+async fn wait_for_drain(nats: &NatsServer) {
+    eventually("the consumer to be drained", WITHIN, || async {
+        consumer_backlog(nats).await == (0, 0)
+    })
+    .await;
+}
+
+fn start_replicas(count: usize, dir: &std::path::Path, env: &[(&'static str, String)]) -> Vec<Worker> {
+    (0..count).map(|_| Worker::start(dir, env)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_sqlite_end_every_key_in_stream_order() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    let workers = start_replicas(2, dir.path(), &env);
+    publish_races(&nats.jetstream().await).await;
+    wait_for_drain(&nats).await;
+    assert!(
+        workers.iter().all(|worker| worker.count("created") > 0),
+        "both replicas took part"
+    );
+    assert_every_key_right(&stored_sqlite(dir.path()), &workers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_dynamodb_end_every_key_in_stream_order() {
+    let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.extend(dynamo.worker_env("replica-notifications"));
+    let workers = start_replicas(3, dir.path(), &env);
+    publish_races(&nats.jetstream().await).await;
+    wait_for_drain(&nats).await;
+    // A put that went unanswered may land late; its worker checks the key again later.
+    wait_until("every scheduled recheck to be done", WITHIN, || {
+        let logged = |message: &str| -> usize {
+            workers
+                .iter()
+                .map(|worker| {
+                    worker
+                        .events()
+                        .iter()
+                        .filter(|event| event["message"] == message)
+                        .count()
+                })
+                .sum()
+        };
+        logged("a put went unanswered: recheck scheduled") == logged("recheck done")
+    });
+    assert!(
+        workers.iter().all(|worker| worker.count("created") > 0),
+        "all replicas took part"
+    );
+    assert_every_key_right(&stored_dynamodb(&dynamo, "replica-notifications").await, &workers);
+}
+
+/// Redeliveries: one of three replicas is killed mid-drain; what it held comes back (after
+/// a short AckWait) to the others, after later events of the same keys were applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_drain_leaves_every_key_in_stream_order() {
+    let nats = NatsServer::start();
+    create_consumer_with_ack_wait(&nats, Duration::from_secs(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    let mut workers = start_replicas(3, dir.path(), &env);
+    let publishing = tokio::spawn({
+        let js = nats.jetstream().await;
+        async move { publish_races(&js).await }
+    });
+    wait_until("the first replica to be busy", WITHIN, || {
+        workers[0].count("created") > 200
+    });
+    workers[0].kill();
+    publishing.await.unwrap();
+    wait_for_drain(&nats).await;
+    assert_every_key_right(&stored_sqlite(dir.path()), &workers);
+}
