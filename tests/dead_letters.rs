@@ -223,6 +223,64 @@ async fn a_dead_letter_that_cannot_be_published_is_neither_acknowledged_nor_lost
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dead_letter_stream_holds_the_event_until_there_is_room() {
+    use async_nats::jetstream::stream;
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    // An existing dead-letter stream, used as it is: room for one dead letter, and full
+    // means refuse (as the worker creates it at DLQ_MAX_BYTES).
+    let mut dlq = js
+        .create_stream(stream::Config {
+            name: "NOTIFICATIONS_DLQ".into(),
+            subjects: vec!["dlq.notifications.>".into()],
+            max_messages: 1,
+            discard: stream::DiscardPolicy::New,
+            // Bounded, as the worker requires (tombstones must outlive a replay).
+            max_age: Duration::from_secs(24 * 60 * 60),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &with_http(base_env(&nats, dir.path())));
+    let addr = worker.http_addr();
+    let first = publish(&js, "notifications.post.like", "not json").await;
+    let second = publish(&js, "notifications.post.like", r#"{"owner":"user-1"}"#).await;
+    worker.wait_for_log("cannot dead-letter", WITHIN);
+    let letters = dead_letters(&nats).await;
+    assert_eq!(letters.len(), 1, "one fills the stream");
+    // Dead letters are sent concurrently: either may have taken the room.
+    let landed = header(&letters[0], "Dlq-Original-Sequence");
+    let held = if landed == first.to_string() {
+        second
+    } else {
+        first
+    };
+    assert_ne!(
+        consumer_backlog(&nats).await,
+        (0, 0),
+        "the other is held, not acknowledged"
+    );
+    let failures = metric(
+        &http_get(&addr, "/metrics").1,
+        "notification_worker_dead_letter_failures_total",
+    );
+    assert!(failures >= Some(1.0), "refusals counted: {failures:?}");
+
+    // Room again (an operator purged it): the held one lands, nothing was lost.
+    dlq.purge().await.unwrap();
+    eventually("the held dead letter", WITHIN, || async {
+        let letters = dead_letters(&nats).await;
+        letters.len() == 1 && header(&letters[0], "Dlq-Original-Sequence") == held.to_string()
+    })
+    .await;
+    eventually("both originals acknowledged", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dead_letter_stream_is_created_with_limits_and_a_short_duplicate_window() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
