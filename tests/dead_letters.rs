@@ -229,7 +229,7 @@ async fn a_full_dead_letter_stream_holds_the_event_until_there_is_room() {
     let js = nats.jetstream().await;
     // An existing dead-letter stream, used as it is: room for one dead letter, and full
     // means refuse (as the worker creates it at DLQ_MAX_BYTES).
-    let mut dlq = js
+    let dlq = js
         .create_stream(stream::Config {
             name: "NOTIFICATIONS_DLQ".into(),
             subjects: vec!["dlq.notifications.>".into()],
