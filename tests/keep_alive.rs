@@ -4,6 +4,7 @@
 
 mod support;
 
+use notification_worker::store::NotificationStore;
 use std::time::Duration;
 use support::*;
 
@@ -74,4 +75,50 @@ async fn messages_held_longer_than_ack_wait_are_not_redelivered() {
     );
     assert_eq!(count_rows(dir.path()), 0);
     assert!(dead_letters(&nats).await.is_empty(), "nothing for max_deliveries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_waiting_for_a_slow_dynamodb_are_not_redelivered() {
+    let nats = NatsServer::start();
+    create_consumer_with_ack_wait(&nats, ACK_WAIT).await;
+    let dynamo = Dynalite::start();
+    const TABLE: &str = "slow-notifications";
+    dynamo.store(TABLE).await.setup().await.unwrap();
+    // Every request to the store takes longer than AckWait.
+    let proxy = DelayingProxy::start(dynamo.port, ACK_WAIT + ACK_WAIT / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.extend(dynamo.worker_env(TABLE));
+    env.retain(|(name, _)| !matches!(*name, "AWS_ENDPOINT_URL_DYNAMODB" | "LOG_LEVEL"));
+    env.push(("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint()));
+    env.push(("LOG_LEVEL", "info,notification_worker=debug".into()));
+    // Four store calls at once: of the eight events held, four wait for a permit.
+    env.push(("WORKER_CONCURRENCY", "4".into()));
+    let worker = Worker::start(dir.path(), &env);
+
+    const EVENTS: usize = 24;
+    let js = nats.jetstream().await;
+    for i in 0..EVENTS {
+        publish(
+            &js,
+            "notifications.post.like",
+            like("user-1", &format!("fan-{i}"), "post-1"),
+        )
+        .await;
+    }
+    eventually("the consumer to be drained", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
+    wait_until("every outcome logged", WITHIN, || {
+        worker.count("created") + worker.count("duplicate") >= EVENTS
+    });
+    let redelivered = worker
+        .events()
+        .iter()
+        .filter(|event| event["message"] == "received" && event["delivered"].as_u64() > Some(1))
+        .count();
+    assert_eq!(redelivered, 0, "redeliveries while held");
+    assert_eq!((worker.count("created"), worker.count("duplicate")), (EVENTS, 0));
+    assert!(dead_letters(&nats).await.is_empty());
 }

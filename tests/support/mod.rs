@@ -695,3 +695,72 @@ pub fn run_until_exit(dir: &Path, env: &[(&'static str, String)], within: Durati
     };
     (status.code().unwrap_or(-1), reader.join().unwrap())
 }
+
+/// A TCP proxy on a free port that holds every chunk sent towards `upstream` for `delay`
+/// before passing it on: a slow network or a slow store, emulated without touching the
+/// server. Answers flow back at once. Stops accepting when dropped.
+pub struct DelayingProxy {
+    pub port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DelayingProxy {
+    pub fn start(upstream: u16, delay: Duration) -> DelayingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        std::thread::spawn(move || relay(client, upstream, delay));
+                    }
+                    // Polled so that the thread notices `stop`.
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        DelayingProxy { port, stop }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for DelayingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn relay(client: TcpStream, upstream: u16, delay: Duration) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let copy = |mut from: TcpStream, mut to: TcpStream, delay: Duration| {
+        use std::io::Write;
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+                Ok(n) => {
+                    std::thread::sleep(delay);
+                    if to.write_all(&buffer[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let (client_in, server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upward = std::thread::spawn(move || copy(client_in, server_out, delay));
+    copy(server, client, Duration::ZERO);
+    let _ = upward.join();
+}
