@@ -279,3 +279,48 @@ async fn events_for_one_key_apply_in_stream_order_among_a_thousand_others() {
     assert!(!s.has("user-123", other_key), "like, unlike ends unliked");
     assert_eq!(s.rows(), 1001);
 }
+
+/// The same promise where store calls really run concurrently (DynamoDB: many requests in
+/// flight, answered in any order): fifty keys, each like → unlike → like back to back among
+/// other events, each applied exactly in stream order by one worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_applies_each_keys_events_in_stream_order_on_dynamodb() {
+    let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.extend(dynamo.worker_env("order-notifications"));
+    let worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    let mut acks = Vec::new();
+    let mut watched: Vec<(usize, &str)> = Vec::new();
+    for key in 0..50 {
+        for (subject, expected) in [
+            ("notifications.post.like", "created"),
+            ("notifications.post.unlike", "removed"),
+            ("notifications.post.like", "created"),
+        ] {
+            watched.push((acks.len(), expected));
+            let body = like("user-123", &format!("fan-{key}"), "post-1");
+            acks.push(js.publish(subject, body.into()).await.unwrap());
+        }
+        for other in 0..10 {
+            let body = like(&format!("owner-{other}"), &format!("fan-{key}"), "post-2");
+            acks.push(js.publish("notifications.post.like", body.into()).await.unwrap());
+        }
+    }
+    let mut sequences = Vec::new();
+    for ack in acks {
+        sequences.push(ack.await.unwrap().sequence);
+    }
+    wait_until("an outcome for every event", WITHIN, || {
+        sequences.iter().all(|seq| worker.outcome_of(*seq).is_some())
+    });
+    for (index, expected) in watched {
+        assert_eq!(
+            worker.outcome_of(sequences[index]).as_deref(),
+            Some(expected),
+            "event {index} in stream order"
+        );
+    }
+}
