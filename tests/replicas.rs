@@ -298,3 +298,40 @@ async fn a_replayed_like_cannot_undo_the_unlike_that_followed_it() {
         version_of(invalid_seq).to_string()
     );
 }
+
+/// `Dlq-Original-Version` can only make an event older: a publisher that sets it higher than
+/// the message's own version gets its own version, so it cannot outrank a later unlike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_header_can_never_make_an_event_newer() {
+    use notification_worker::input::dlq_header;
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    create_stream(&js).await;
+    let mut headers = async_nats::HeaderMap::new();
+    let far_future = notification_worker::domain::Version::new(9_000_000_000_000_000, 1).unwrap();
+    headers.insert(dlq_header::ORIGINAL_VERSION, far_future.to_string().as_str());
+    let like_seq = js
+        .publish_with_headers(
+            "notifications.post.like",
+            headers,
+            like("owner-1", "fan-1", "post-1").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let unlike_seq = publish(
+        &js,
+        "notifications.post.unlike",
+        like("owner-1", "fan-1", "post-1"),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
+    wait_until("both events", WITHIN, || {
+        worker.outcome_of(like_seq).is_some() && worker.outcome_of(unlike_seq).is_some()
+    });
+    assert_eq!(worker.outcome_of(unlike_seq).as_deref(), Some("removed"));
+    assert_eq!(count_rows(dir.path()), 0);
+}
