@@ -22,6 +22,7 @@ fn a_bad_setting_exits_2_with_one_line_naming_it() {
         ("ENVIRONMENT", "staging"),
         ("LOG_LEVEL", "info,=[bad"),
         ("NATS_URL", "nats://a:4222,,"),
+        ("NOTIF_TOMBSTONE_TTL", "a week"),
     ];
     for (variable, value) in cases {
         let output = run_with(&[(variable, value.to_string())], &["run"]);
@@ -175,4 +176,53 @@ async fn publish_takes_json_a_file_or_stdin_and_prints_the_sequence() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(limited.stdout).unwrap().lines().count(), 1);
+}
+
+/// Tombstones must outlive every event that can still arrive: a stream that keeps messages
+/// longer than NOTIF_TOMBSTONE_TTL (or forever) is refused at start with the fix named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_lifetime_shorter_than_a_stream_keeps_events_is_refused() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "NOTIFICATIONS".into(),
+        subjects: vec!["notifications.>".into()],
+        max_age: Duration::from_secs(10 * 24 * 60 * 60),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.push(("NOTIF_TOMBSTONE_TTL", "7d".into()));
+    let output = command(dir.path(), &env).arg("run").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("NOTIFICATIONS keeps messages 10.0 days")
+            && stderr.contains("NOTIF_TOMBSTONE_TTL to at least 10d"),
+        "{stderr}"
+    );
+
+    // A dead-letter stream from an earlier release keeps everything forever.
+    js.delete_stream("NOTIFICATIONS_DLQ").await.ok();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "NOTIFICATIONS_DLQ".into(),
+        subjects: vec!["dlq.notifications.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    env.push(("NOTIF_TOMBSTONE_TTL", "30d".into()));
+    let output = command(dir.path(), &env).arg("run").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("NOTIFICATIONS_DLQ keeps messages forever") && stderr.contains("--max-age"),
+        "{stderr}"
+    );
+
+    env.push(("NOTIF_TOMBSTONE_TTL", "forever".into()));
+    let worker = Worker::start(dir.path(), &env);
+    drop(worker);
 }

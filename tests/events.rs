@@ -229,55 +229,30 @@ async fn self_notifications_and_invalid_events_are_acknowledged_without_a_write(
     assert_eq!(s.wait_for_outcomes(&[valid])[&valid], "created");
 }
 
+/// One worker applies a key's events in stream order even when they are published back to
+/// back among a thousand others, pulled in the same batch and in flight together: the exact
+/// in-order outcomes (created, removed, created), not just the right end state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_for_one_key_apply_in_stream_order_among_a_thousand_others() {
     let s = start().await;
     let key = "user-456#post-789#1#0001-01-01T00:00:00Z";
     let other_key = "user-456#post-790#1#0001-01-01T00:00:00Z";
     let mut acks = Vec::new();
+    let mut watched = Vec::new();
     for i in 0..1000 {
-        match i {
-            0 => acks.push(
-                s.js.publish(
-                    "notifications.post.like",
-                    like("user-123", "user-456", "post-789").into(),
-                )
-                .await
-                .unwrap(),
-            ),
-            1 => acks.push(
-                s.js.publish(
-                    "notifications.post.like",
-                    like("user-123", "user-456", "post-790").into(),
-                )
-                .await
-                .unwrap(),
-            ),
-            400 => acks.push(
-                s.js.publish(
-                    "notifications.post.unlike",
-                    like("user-123", "user-456", "post-789").into(),
-                )
-                .await
-                .unwrap(),
-            ),
-            500 => acks.push(
-                s.js.publish(
-                    "notifications.post.unlike",
-                    like("user-123", "user-456", "post-790").into(),
-                )
-                .await
-                .unwrap(),
-            ),
-            999 => acks.push(
-                s.js.publish(
-                    "notifications.post.like",
-                    like("user-123", "user-456", "post-789").into(),
-                )
-                .await
-                .unwrap(),
-            ),
-            _ => {}
+        if i == 500 {
+            // Back to back: like, unlike, like on post-789; like, unlike on post-790.
+            for (subject, resource) in [
+                ("notifications.post.like", "post-789"),
+                ("notifications.post.unlike", "post-789"),
+                ("notifications.post.like", "post-789"),
+                ("notifications.post.like", "post-790"),
+                ("notifications.post.unlike", "post-790"),
+            ] {
+                let body = like("user-123", "user-456", resource);
+                watched.push(acks.len());
+                acks.push(s.js.publish(subject, body.into()).await.unwrap());
+            }
         }
         let body = like(&format!("owner-{}", i % 37), &format!("fan-{i}"), "post-1");
         acks.push(
@@ -291,8 +266,61 @@ async fn events_for_one_key_apply_in_stream_order_among_a_thousand_others() {
         sequences.push(ack.await.unwrap().sequence);
     }
     let outcomes = s.wait_for_outcomes(&sequences);
-    assert_eq!(outcomes.values().filter(|o| *o == "created").count(), 1000 + 3);
+    let watched: Vec<&str> = watched
+        .iter()
+        .map(|&index| outcomes[&sequences[index]].as_str())
+        .collect();
+    assert_eq!(
+        watched,
+        ["created", "removed", "created", "created", "removed"],
+        "applied once each, in stream order"
+    );
     assert!(s.has("user-123", key), "like, unlike, like ends liked");
     assert!(!s.has("user-123", other_key), "like, unlike ends unliked");
     assert_eq!(s.rows(), 1001);
+}
+
+/// The same promise where store calls really run concurrently (DynamoDB: many requests in
+/// flight, answered in any order): fifty keys, each like → unlike → like back to back among
+/// other events, each applied exactly in stream order by one worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_applies_each_keys_events_in_stream_order_on_dynamodb() {
+    let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.extend(dynamo.worker_env("order-notifications"));
+    let worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    let mut acks = Vec::new();
+    let mut watched: Vec<(usize, &str)> = Vec::new();
+    for key in 0..50 {
+        for (subject, expected) in [
+            ("notifications.post.like", "created"),
+            ("notifications.post.unlike", "removed"),
+            ("notifications.post.like", "created"),
+        ] {
+            watched.push((acks.len(), expected));
+            let body = like("user-123", &format!("fan-{key}"), "post-1");
+            acks.push(js.publish(subject, body.into()).await.unwrap());
+        }
+        for other in 0..10 {
+            let body = like(&format!("owner-{other}"), &format!("fan-{key}"), "post-2");
+            acks.push(js.publish("notifications.post.like", body.into()).await.unwrap());
+        }
+    }
+    let mut sequences = Vec::new();
+    for ack in acks {
+        sequences.push(ack.await.unwrap().sequence);
+    }
+    wait_until("an outcome for every event", WITHIN, || {
+        sequences.iter().all(|seq| worker.outcome_of(*seq).is_some())
+    });
+    for (index, expected) in watched {
+        assert_eq!(
+            worker.outcome_of(sequences[index]).as_deref(),
+            Some(expected),
+            "event {index} in stream order"
+        );
+    }
 }

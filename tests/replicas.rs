@@ -229,3 +229,109 @@ async fn a_replica_killed_mid_drain_leaves_every_key_in_stream_order() {
     wait_for_drain(&nats).await;
     assert_every_key_right(&stored_sqlite(dir.path()), &workers);
 }
+
+/// `dlq replay` of a like that was dead-lettered before its unlike was applied: replayed
+/// later, with its original version, it cannot undo the unlike. And a replayed event that is
+/// dead-lettered again keeps its original sequence and version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_like_cannot_undo_the_unlike_that_followed_it() {
+    use notification_worker::domain::{Reason, Version};
+    use notification_worker::input::{DeadLetters, Delivery, dlq_header};
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let stream = create_stream(&js).await;
+    let created = stream.cached_info().created.unix_timestamp_nanos() / 1000;
+    let version_of = |sequence: u64| Version::new(u64::try_from(created).unwrap(), sequence).unwrap();
+
+    // The like at sequence 1 was dead-lettered (as a store outage gone wrong would): it left
+    // the stream for the dead letters with its version.
+    let body = like("owner-1", "fan-1", "post-1");
+    let like_seq = publish(&js, "notifications.post.like", body.clone()).await;
+    stream.delete_message(like_seq).await.unwrap();
+    let dlq = DeadLetters::ensure(&js, "NOTIFICATIONS").await.unwrap();
+    let delivery = Delivery::detached(
+        "notifications.post.like",
+        body.into(),
+        like_seq,
+        version_of(like_seq),
+    );
+    dlq.send(&delivery, Reason::StoreRejected, "test").await.unwrap();
+    // Then its unlike, applied by a worker.
+    let unlike_seq = publish(
+        &js,
+        "notifications.post.unlike",
+        like("owner-1", "fan-1", "post-1"),
+    )
+    .await;
+    let invalid_seq = publish(&js, "notifications.post.like", "not json").await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    let worker = Worker::start(dir.path(), &env);
+    wait_until("the unlike and the invalid event", WITHIN, || {
+        worker.outcome_of(unlike_seq).is_some() && worker.outcome_of(invalid_seq).is_some()
+    });
+
+    let replay = command(dir.path(), &env)
+        .args(["dlq", "replay", "--all"])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    wait_until("the replayed like", WITHIN, || worker.count("superseded") == 1);
+    assert_eq!(count_rows(dir.path()), 0, "the unlike stands");
+
+    // The invalid event came back as a dead letter that still names its first sequence.
+    wait_until("the invalid event dead-lettered again", WITHIN, || {
+        worker.count("invalid") == 2
+    });
+    let letters = support::dead_letters(&nats).await;
+    let again = letters.last().unwrap();
+    assert_eq!(
+        header(again, dlq_header::ORIGINAL_SEQUENCE),
+        invalid_seq.to_string()
+    );
+    assert_eq!(
+        header(again, dlq_header::ORIGINAL_VERSION),
+        version_of(invalid_seq).to_string()
+    );
+}
+
+/// `Dlq-Original-Version` can only make an event older: a publisher that sets it higher than
+/// the message's own version gets its own version, so it cannot outrank a later unlike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_header_can_never_make_an_event_newer() {
+    use notification_worker::input::dlq_header;
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    create_stream(&js).await;
+    let mut headers = async_nats::HeaderMap::new();
+    let far_future = notification_worker::domain::Version::new(9_000_000_000_000_000, 1).unwrap();
+    headers.insert(dlq_header::ORIGINAL_VERSION, far_future.to_string().as_str());
+    let like_seq = js
+        .publish_with_headers(
+            "notifications.post.like",
+            headers,
+            like("owner-1", "fan-1", "post-1").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let unlike_seq = publish(
+        &js,
+        "notifications.post.unlike",
+        like("owner-1", "fan-1", "post-1"),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
+    wait_until("both events", WITHIN, || {
+        worker.outcome_of(like_seq).is_some() && worker.outcome_of(unlike_seq).is_some()
+    });
+    assert_eq!(worker.outcome_of(unlike_seq).as_deref(), Some("removed"));
+    assert_eq!(count_rows(dir.path()), 0);
+}

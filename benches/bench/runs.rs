@@ -4,7 +4,7 @@
 use super::ceilings::Rate;
 use super::process::{self, Cost};
 use super::support::{
-    Dynalite, NatsServer, base_env, command, free_port, like, publish_backlog, worker_consumer,
+    Dynalite, NatsServer, base_env, command, command_for, free_port, like, publish_backlog, worker_consumer,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -56,7 +56,7 @@ fn prepare(store: Store, concurrency: usize) -> Setup {
     if let Some(dynamo) = &dynamo {
         env.extend(dynamo.worker_env("bench-notifications"));
     }
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
+    let setup = drained_worker(dir.path(), &env).arg("setup").output().unwrap();
     assert!(
         setup.status.success(),
         "{}",
@@ -67,6 +67,15 @@ fn prepare(store: Store, concurrency: usize) -> Setup {
         _dynamo: dynamo,
         dir,
         env,
+    }
+}
+
+/// The worker the drains measure: this build, or `BENCH_WORKER_BIN` (another build, e.g. the
+/// previous release, measured alternately with this one on the same machine and day).
+fn drained_worker(dir: &std::path::Path, env: &[(&'static str, String)]) -> std::process::Command {
+    match std::env::var_os("BENCH_WORKER_BIN") {
+        Some(program) => command_for(std::path::Path::new(&program), dir, env),
+        None => command(dir, env),
     }
 }
 
@@ -86,7 +95,7 @@ pub async fn drain(store: Store, events: usize, concurrency: usize) -> Drain {
 
     let started = Instant::now();
     // Info logs are written as in production (one line per event), to /dev/null.
-    let mut worker = command(setup.dir.path(), &setup.env);
+    let mut worker = drained_worker(setup.dir.path(), &setup.env);
     worker.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
     let child = match std::env::var_os("BENCH_PROFILE") {
         // Sampled with perf (cpu-clock works where hardware counters do not).

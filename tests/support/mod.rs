@@ -333,7 +333,12 @@ pub fn base_env(nats: &NatsServer, dir: &Path) -> Vec<(&'static str, String)> {
 }
 
 pub fn command(dir: &Path, env: &[(&'static str, String)]) -> Command {
-    let mut command = Command::new(WORKER_BIN);
+    command_for(Path::new(WORKER_BIN), dir, env)
+}
+
+/// [`command`] for another build of the worker (the benchmark compares with a baseline).
+pub fn command_for(program: &Path, dir: &Path, env: &[(&'static str, String)]) -> Command {
+    let mut command = Command::new(program);
     command.current_dir(dir).env_clear();
     for keep in ["PATH", "HOME"] {
         if let Some(value) = std::env::var_os(keep) {
