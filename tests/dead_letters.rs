@@ -49,27 +49,15 @@ async fn an_invalid_event_is_dead_lettered_untouched_with_its_reason_before_the_
 async fn dead_lettering_the_same_delivery_twice_keeps_one_copy() {
     // A crash between the dead letter and the ack redelivers the original, which is
     // dead-lettered again: the worker's own send path must make the stream drop the copy.
-    use async_nats::jetstream::consumer;
-    use notification_worker::domain::Reason;
+    use notification_worker::domain::{Reason, Version};
     use notification_worker::input::{DeadLetters, Delivery};
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
     let stream = create_stream(&js).await;
     let seq = publish(&js, "notifications.post.like", "{").await;
-    let reader: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config::default())
-        .await
-        .unwrap();
-    let mut batch = reader
-        .fetch()
-        .max_messages(1)
-        .expires(Duration::from_secs(5))
-        .messages()
-        .await
-        .unwrap();
-    let message = futures::StreamExt::next(&mut batch).await.unwrap().unwrap();
     let created = stream.cached_info().created.unix_timestamp_nanos() / 1000;
-    let delivery = Delivery::from_jetstream(message, u64::try_from(created).unwrap());
+    let version = Version::new(u64::try_from(created).unwrap(), seq).unwrap();
+    let delivery = Delivery::detached("notifications.post.like", "{".into(), seq, version);
 
     let sender = DeadLetters::ensure(&js, "NOTIFICATIONS", &Default::default())
         .await

@@ -248,7 +248,9 @@ async fn a_replayed_like_cannot_undo_the_unlike_that_followed_it() {
     let body = like("owner-1", "fan-1", "post-1");
     let like_seq = publish(&js, "notifications.post.like", body.clone()).await;
     stream.delete_message(like_seq).await.unwrap();
-    let dlq = DeadLetters::ensure(&js, "NOTIFICATIONS").await.unwrap();
+    let dlq = DeadLetters::ensure(&js, "NOTIFICATIONS", &Default::default())
+        .await
+        .unwrap();
     let delivery = Delivery::detached(
         "notifications.post.like",
         body.into(),

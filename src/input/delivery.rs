@@ -32,8 +32,10 @@ struct Acker {
 
 impl Delivery {
     /// `stream_created_micros`: the stream's creation time, which qualifies its sequences.
-    /// Public for tests that drive the dead-letter path with a real message.
-    pub fn from_jetstream(message: async_nats::jetstream::Message, stream_created_micros: u64) -> Delivery {
+    pub(super) fn from_jetstream(
+        message: async_nats::jetstream::Message,
+        stream_created_micros: u64,
+    ) -> Delivery {
         let (stream_sequence, delivered) = match message.info() {
             Ok(info) => (
                 Some(info.stream_sequence),
