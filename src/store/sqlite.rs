@@ -105,7 +105,7 @@ impl SqliteStore {
                 )
             })?;
         }
-        let writer_connection = connect(path)?;
+        let mut writer_connection = connect(path)?;
         // The writer never checkpoints automatically (that would stall a commit at
         // whatever moment the WAL crosses 1,000 pages): the checkpoint thread copies in the
         // background, and the writer truncates between commits when the bound needs it.
@@ -116,12 +116,14 @@ impl SqliteStore {
         let reader = connect(path)?;
         let wal_stats = Arc::new(WalStats::default());
         let checkpoint_turn = Arc::new(Mutex::new(()));
-        let bound = WalBound::new(
+        let bound = WalBound::attach(
+            &mut writer_connection,
             path,
             wal_max,
             Arc::clone(&wal_stats),
             Arc::clone(&checkpoint_turn),
-        );
+        )
+        .map_err(classify)?;
         let (writer, requests) = mpsc::channel();
         let (stop_checkpoints, stopped) = mpsc::channel::<()>();
         let spawn_failed = |error: std::io::Error| {

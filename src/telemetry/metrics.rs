@@ -90,7 +90,7 @@ impl SqliteWalMetrics {
         let checkpoints = Family::<CheckpointLabels, Counter>::default();
         registry.register(
             "sqlite_checkpoints",
-            "SQLite WAL checkpoints, by mode (passive: background; truncate: the writer, near NOTIF_SQLITE_WAL_MAX) and result",
+            "SQLite WAL checkpoints, by mode (passive: background; restart: the writer, near NOTIF_SQLITE_WAL_MAX; truncate: the writer, over it or at close) and result",
             checkpoints.clone(),
         );
         let wal_bytes = Gauge::default();
@@ -113,7 +113,7 @@ impl SqliteWalMetrics {
             "Times another connection's old snapshot kept the WAL from being brought under its bound",
             blocked.clone(),
         );
-        for mode in ["passive", "truncate"] {
+        for mode in ["passive", "restart", "truncate"] {
             for result in CHECKPOINT_RESULTS {
                 let _ = checkpoints.get_or_create(&CheckpointLabels { mode, result });
             }
@@ -139,7 +139,11 @@ impl SqliteWalMetrics {
         let catch_up = |counter: &Counter, total: &std::sync::atomic::AtomicU64| {
             counter.inc_by(total.load(Ordering::Relaxed).saturating_sub(counter.get()));
         };
-        for (mode, counts) in [("passive", &stats.passive), ("truncate", &stats.truncate)] {
+        for (mode, counts) in [
+            ("passive", &stats.passive),
+            ("restart", &stats.restart),
+            ("truncate", &stats.truncate),
+        ] {
             let CheckpointCounts {
                 complete,
                 partial,
