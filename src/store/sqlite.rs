@@ -207,6 +207,7 @@ fn close(connection: Connection, which: &str) {
 }
 
 fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut bound: WalBound) {
+    let mut wrote = false;
     loop {
         let first = match requests.recv_timeout(wal::IDLE_TEND_EVERY) {
             Ok(request) => request,
@@ -247,15 +248,23 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut
                 }
             }
         }
+        wrote = true;
         // After the replies, so that callers never wait for a checkpoint; only the next
         // commit does, and only when the WAL is near its bound.
         bound.tend(&connection);
     }
-    // Every sender is gone: the store is being closed. Leave an empty WAL behind, so the
-    // database file alone holds everything (and a copy of it alone is complete).
-    let wal_checkpointed = bound.truncate(&connection, CLOSE_PATIENCE);
-    close(connection, "writer");
-    tracing::info!(wal_checkpointed, "sqlite store closed");
+    // Every sender is gone: the store is being closed. After writing, leave an empty WAL
+    // behind, so the database file alone holds everything (and a copy of it alone is
+    // complete). A store that wrote nothing (`feed`, `setup`) leaves the WAL to whoever
+    // writes it: checkpointing here would only make a running worker wait.
+    if wrote {
+        let wal_checkpointed = bound.truncate(&connection, CLOSE_PATIENCE);
+        close(connection, "writer");
+        tracing::info!(wal_checkpointed, "sqlite store closed");
+    } else {
+        close(connection, "writer");
+        tracing::debug!("sqlite store closed");
+    }
 }
 
 impl Drop for SqliteStore {
