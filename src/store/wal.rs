@@ -276,8 +276,9 @@ impl WalBound {
                 wal_bytes = size,
                 wal_max = self.limit,
                 "sqlite WAL cannot be checkpointed: another connection holds a read \
-                     transaction on an old snapshot; writes go on and the WAL grows past \
-                     NOTIF_SQLITE_WAL_MAX until that reader ends"
+                     transaction on an old snapshot (or another process keeps writing the \
+                     same file); writes go on and the WAL grows past NOTIF_SQLITE_WAL_MAX \
+                     until it ends"
             );
         }
     }
