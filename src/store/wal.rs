@@ -12,9 +12,9 @@
 //!   for readers to move to the latest snapshot, so that its next commit writes the log
 //!   from the start of the file again. No commit can slip in meanwhile, because the one
 //!   writer is the one checkpointing. (RESTART rather than TRUNCATE: overwriting the file
-//!   in place costs less than growing it again after each truncation, about 7% against
-//!   15% of drain speed in our measurements; the file keeps the size it reached, which is
-//!   under the bound.)
+//!   in place costs less than growing it again after each truncation: at most about 7%
+//!   of drain speed against 15% in our measurements, see BENCHMARKS.md; the file keeps the
+//!   size it reached, which is under the bound.)
 //!
 //! A reader holding an old snapshot (an open read transaction in `sqlite3`, a backup tool)
 //! pins the log, and nothing can rewind it until that reader ends. The writer then waits
