@@ -1,10 +1,10 @@
-//! Connecting to a secured NATS: user/password, token, nkey, TLS with a private CA and a
-//! client certificate, each against a nats-server configured for it; wrong credentials are
-//! a clear error; and no secret ever reaches the logs.
+//! Connecting to a secured NATS: user/password, token, nkey, a creds file (decentralised JWT
+//! authentication), TLS with a private CA and a client certificate, each against a
+//! nats-server that requires it; missing or wrong credentials are a clear error; and no
+//! secret ever reaches the logs.
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 use support::*;
 
@@ -197,28 +197,153 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
     let key_body = key.lines().nth(1).unwrap().to_owned();
     worker_stores_an_event(&nats, &auth, client, &[&key_body]).await;
     // Without the client certificate the server refuses the worker.
-    refused(&nats, &[("NATS_TLS_CA_FILE", pki.path("ca.pem"))], &key_body, "");
+    refused(
+        &nats,
+        &[("NATS_TLS_CA_FILE", pki.path("ca.pem"))],
+        &key_body,
+        // rustls: "received fatal alert: BadCertificate" (lowercased by `refused`).
+        "certificate",
+    );
+}
+
+/// Decentralised (JWT) authentication as NGS and `nsc` set it up: an operator, a system
+/// account and an account with JetStream, trusted by the server through a memory resolver;
+/// users are JWTs signed by the account, sent with the seed that proves them.
+struct Operator {
+    operator: nkeys::KeyPair,
+    system: nkeys::KeyPair,
+    account: nkeys::KeyPair,
+}
+
+/// base64url without padding, as JWTs use it.
+fn base64url(bytes: &[u8]) -> String {
+    aws_smithy_types::base64::encode(bytes)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+/// A NATS JWT (`ed25519-nkey`) with these claims, signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    let claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        "iat": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        "iss": issuer.public_key(),
+        "name": subject,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!(
+        "{}.{}",
+        base64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        base64url(claims.to_string().as_bytes())
+    );
+    let signature = issuer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", base64url(&signature))
+}
+
+impl Operator {
+    fn new() -> Operator {
+        Operator {
+            operator: nkeys::KeyPair::new_operator(),
+            system: nkeys::KeyPair::new_account(),
+            account: nkeys::KeyPair::new_account(),
+        }
+    }
+
+    /// Server configuration trusting this operator and its two accounts.
+    fn server_config(&self) -> String {
+        let operator = jwt(
+            &self.operator,
+            &self.operator.public_key(),
+            serde_json::json!({"type": "operator", "version": 2, "system_account": self.system.public_key()}),
+        );
+        let account = |key: &nkeys::KeyPair, jetstream: bool| {
+            let storage = if jetstream { -1 } else { 0 };
+            jwt(
+                &self.operator,
+                &key.public_key(),
+                serde_json::json!({"type": "account", "version": 2, "limits": {
+                    "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                    "wildcards": true, "conn": -1, "leaf": -1,
+                    "mem_storage": storage, "disk_storage": storage, "streams": -1, "consumer": -1,
+                }}),
+            )
+        };
+        format!(
+            "operator: \"{operator}\"\nsystem_account: \"{system}\"\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {system}: \"{system_jwt}\"\n  {account}: \"{account_jwt}\"\n}}\n",
+            system = self.system.public_key(),
+            system_jwt = account(&self.system, false),
+            account = self.account.public_key(),
+            account_jwt = account(&self.account, true),
+        )
+    }
+
+    /// A creds file for a new user, signed by `signer` (the account, or a stranger).
+    fn creds(&self, signer: &nkeys::KeyPair) -> (String, String) {
+        let user = nkeys::KeyPair::new_user();
+        let token = jwt(
+            signer,
+            &user.public_key(),
+            serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+                               "subs": -1, "data": -1, "payload": -1}),
+        );
+        let seed = user.seed().unwrap();
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        );
+        (creds, seed)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_creds_file_is_used_and_never_printed() {
-    // A server without accounts accepts any client, so the creds file's JWT and seed are
-    // sent and ignored: enough to prove the worker reads the file and keeps it to itself.
-    let nats = NatsServer::start();
-    let user = nkeys::KeyPair::new_user();
-    let seed = user.seed().unwrap();
-    let jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJlLXNlY3JldA";
+async fn a_creds_file_is_required_used_and_never_printed() {
+    let operator = Operator::new();
+    let nats = NatsServer::start_with_config(&operator.server_config());
     let files = tempfile::tempdir().unwrap();
-    let creds = files.path().join("worker.creds");
-    std::fs::write(
-        &creds,
-        format!(
-            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
-             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
-        ),
-    )
-    .unwrap();
-    let auth = [("NATS_CREDS_FILE", creds.display().to_string())];
-    worker_stores_an_event(&nats, &auth, nats.client().await, &[&seed, jwt]).await;
-    assert!(Path::new(&creds).exists());
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (creds, seed) = operator.creds(&operator.account);
+    let creds_file = write("worker.creds", &creds);
+    let client = async_nats::ConnectOptions::with_credentials(&creds)
+        .unwrap()
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let jwt_signature = creds
+        .lines()
+        .nth(1)
+        .unwrap()
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    let auth = [("NATS_CREDS_FILE", creds_file.clone())];
+    worker_stores_an_event(&nats, &auth, client, &[&seed, &jwt_signature]).await;
+
+    // The server really checks: no credentials, a user signed by an account it does not
+    // trust, or a seed that is not the JWT's, are all refused.
+    refused(&nats, &[], &seed, "authorization violation");
+    let stranger = nkeys::KeyPair::new_account();
+    let (untrusted, untrusted_seed) = operator.creds(&stranger);
+    refused(
+        &nats,
+        &[("NATS_CREDS_FILE", write("untrusted.creds", &untrusted))],
+        &untrusted_seed,
+        "authorization violation",
+    );
+    let (_, other_seed) = operator.creds(&operator.account);
+    let mismatched = creds.replace(&seed, &other_seed);
+    assert_ne!(mismatched, creds);
+    refused(
+        &nats,
+        &[("NATS_CREDS_FILE", write("mismatched.creds", &mismatched))],
+        &other_seed,
+        "authorization violation",
+    );
 }

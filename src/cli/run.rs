@@ -64,8 +64,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let observers = Observers::default();
     let readiness = Arc::new(Readiness::default());
+    if let Some(stats) = store.sqlite_wal_stats() {
+        observers.metrics.observe_sqlite_wal(stats);
+    }
     let background = CancellationToken::new();
-    tokio::spawn(watch_readiness(
+    let readiness_watch = tokio::spawn(watch_readiness(
         client.clone(),
         Arc::clone(&store),
         Arc::clone(&readiness),
@@ -107,7 +110,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    processing::run(source, store, dead_letters, observers, settings, shutdown).await;
+    processing::run(
+        source,
+        Arc::clone(&store),
+        dead_letters,
+        observers,
+        settings,
+        shutdown,
+    )
+    .await;
 
     // Acks are fire-and-forget publishes: make sure they have left before exiting.
     if let Err(error) = client.flush().await {
@@ -117,6 +128,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(server) = http {
         let _ = server.await;
     }
+    let _ = readiness_watch.await;
+    close(store).await;
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -151,6 +164,20 @@ fn check_tombstone_lifetime(ttl: Duration, streams: &[(&str, Duration)]) -> anyh
         }
     }
     Ok(())
+}
+
+/// Closes the store before the process exits: for SQLite, the writer commits what it holds,
+/// checkpoints the WAL into the database file and closes its connections (on drop).
+async fn close(store: Arc<AnyStore>) {
+    match Arc::try_unwrap(store) {
+        // Dropping joins the store's threads: off the async runtime's threads.
+        Ok(store) => {
+            let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+        }
+        Err(_) => {
+            tracing::warn!("the store is still in use after the shutdown grace; exiting without closing it")
+        }
+    }
 }
 
 /// Keeps readiness and `nats_connected` current: NATS state every second, a store probe

@@ -1,7 +1,7 @@
 //! The dead-letter stream's limits (`DLQ_MAX_AGE`, `DLQ_MAX_BYTES`): dead letters are kept
 //! to be inspected and replayed, not forever.
 
-use super::{ConfigError, bad, parse_duration};
+use super::{ConfigError, bad, parse_duration, parse_size};
 use std::time::Duration;
 
 /// Limits the dead-letter stream is created with (an existing stream is used as it is).
@@ -39,7 +39,7 @@ pub fn parse(max_age: &str, max_bytes: &str) -> Result<DeadLetterSettings, Confi
     };
     let max_bytes = match max_bytes.trim() {
         "unlimited" => None,
-        value => match parse_bytes(value) {
+        value => match parse_size(value) {
             Some(bytes) if bytes >= 1 << 20 => Some(bytes),
             _ => {
                 return Err(bad(
@@ -52,21 +52,6 @@ pub fn parse(max_age: &str, max_bytes: &str) -> Result<DeadLetterSettings, Confi
         },
     };
     Ok(DeadLetterSettings { max_age, max_bytes })
-}
-
-/// `1048576`, `512KiB`, `100MiB`, `1GiB`, `2TiB`.
-fn parse_bytes(value: &str) -> Option<u64> {
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let multiplier: u64 = match unit {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        _ => return None,
-    };
-    number.parse::<u64>().ok()?.checked_mul(multiplier)
 }
 
 #[cfg(test)]

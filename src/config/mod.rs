@@ -79,6 +79,10 @@ pub struct RawSettings {
         global = true
     )]
     pub notif_sqlite_path: String,
+    /// Largest size of the SQLite WAL file (`64MiB`, `256MiB`, `1GiB`, or bytes); the
+    /// writer checkpoints and truncates it before it gets there.
+    #[arg(long, env = "NOTIF_SQLITE_WAL_MAX", default_value = "64MiB", global = true)]
+    pub notif_sqlite_wal_max: String,
     /// DynamoDB table.
     #[arg(
         long,
@@ -279,6 +283,7 @@ fn parse_store(raw: &RawSettings, environment: Environment) -> Result<StoreSetti
             }
             Ok(StoreSettings::Sqlite {
                 path: PathBuf::from(&raw.notif_sqlite_path),
+                wal_max: parse_wal_max(&raw.notif_sqlite_wal_max)?,
             })
         }
         "dynamodb" => {
@@ -356,6 +361,34 @@ pub fn parse_duration(
     }
 }
 
+/// A size in bytes: `1048576`, `512KiB`, `100MiB`, `1GiB`, `2TiB`.
+fn parse_size(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(multiplier)
+}
+
+fn parse_wal_max(value: &str) -> Result<u64, ConfigError> {
+    match parse_size(value) {
+        Some(bytes) if bytes >= crate::store::MIN_WAL_MAX => Ok(bytes),
+        _ => Err(bad(
+            "NOTIF_SQLITE_WAL_MAX",
+            value,
+            "must be a size of at least 32MiB (bytes, or a number with KiB, MiB or GiB)",
+            "64MiB",
+        )),
+    }
+}
+
 fn parse_log_level(value: &str) -> Result<String, ConfigError> {
     tracing_subscriber::EnvFilter::builder()
         .parse(value)
@@ -417,6 +450,7 @@ mod tests {
             nats_consumer: "notification-worker".into(),
             notif_store: None,
             notif_sqlite_path: "./data/notifications.db".into(),
+            notif_sqlite_wal_max: "64MiB".into(),
             notif_table_name: "exobook-notifications".into(),
             aws_region: "ca-central-1".into(),
             environment: "development".into(),
@@ -489,6 +523,11 @@ mod tests {
             (|s| s.nats_stream = "a.b".into(), "NATS_STREAM"),
             (|s| s.notif_store = Some("redis".into()), "NOTIF_STORE"),
             (|s| s.http_addr = "8080".into(), "HTTP_ADDR"),
+            (
+                |s| s.notif_sqlite_wal_max = "16MiB".into(),
+                "NOTIF_SQLITE_WAL_MAX",
+            ),
+            (|s| s.notif_sqlite_wal_max = "64MB".into(), "NOTIF_SQLITE_WAL_MAX"),
             (|s| s.log_format = Some("xml".into()), "LOG_FORMAT"),
             (|s| s.environment = "staging".into(), "ENVIRONMENT"),
             (|s| s.dlq_max_age = "forever".into(), "DLQ_MAX_AGE"),
@@ -532,6 +571,18 @@ mod tests {
         );
         let error = error_with(|s| s.nats_tls_cert_file = Some("/etc/hostname".into()));
         assert_eq!(error.variable, "NATS_TLS_KEY_FILE");
+    }
+
+    #[test]
+    fn the_wal_bound_takes_units() {
+        for (given, bytes) in [("64MiB", 64u64 << 20), ("1GiB", 1 << 30), ("33554432", 32 << 20)] {
+            let mut settings = raw();
+            settings.notif_sqlite_wal_max = given.into();
+            match Config::from_raw(&settings).unwrap().store {
+                StoreSettings::Sqlite { wal_max, .. } => assert_eq!(wal_max, bytes, "{given}"),
+                StoreSettings::DynamoDb(_) => unreachable!(),
+            }
+        }
     }
 
     #[test]

@@ -7,10 +7,12 @@ mod dynamodb;
 mod error;
 mod sqlite;
 pub mod versioning;
+mod wal;
 
 pub use dynamodb::{DynamoDbSettings, DynamoDbStore};
 pub use error::{ErrorKind, StoreError};
 pub use sqlite::SqliteStore;
+pub use wal::{CheckpointCounts, DEFAULT_WAL_MAX, MIN_WAL_MAX, WalStats};
 
 use crate::domain::{Change, FeedItem, Id, Version};
 use std::future::Future;
@@ -24,7 +26,11 @@ pub const DEFAULT_TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from
 /// Which store to use, from `NOTIF_STORE` and its settings.
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+        /// `NOTIF_SQLITE_WAL_MAX`, in bytes.
+        wal_max: u64,
+    },
     DynamoDb(DynamoDbSettings),
 }
 
@@ -116,7 +122,9 @@ pub enum AnyStore {
 impl AnyStore {
     pub async fn open(settings: &StoreSettings) -> Result<AnyStore, StoreError> {
         Ok(match settings {
-            StoreSettings::Sqlite { path } => AnyStore::Sqlite(SqliteStore::open(path)?),
+            StoreSettings::Sqlite { path, wal_max } => {
+                AnyStore::Sqlite(SqliteStore::open_with_wal_max(path, *wal_max)?)
+            }
             StoreSettings::DynamoDb(settings) => AnyStore::DynamoDb(DynamoDbStore::connect(settings).await),
         })
     }
@@ -126,6 +134,14 @@ impl AnyStore {
         match self {
             AnyStore::Sqlite(store) => AnyStore::Sqlite(store.with_tombstone_ttl(ttl)),
             AnyStore::DynamoDb(store) => AnyStore::DynamoDb(store.with_tombstone_ttl(ttl)),
+        }
+    }
+
+    /// The SQLite store's WAL figures, for the metrics (`None` for DynamoDB).
+    pub fn sqlite_wal_stats(&self) -> Option<std::sync::Arc<WalStats>> {
+        match self {
+            AnyStore::Sqlite(store) => Some(store.wal_stats()),
+            AnyStore::DynamoDb(_) => None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! hundreds of them, and each caller still hears back only after its own commit.
 
 use super::versioning::{CreatePlan, Life, plan_create, plan_remove};
+use super::wal::{self, BUSY_TIMEOUT, DEFAULT_WAL_MAX, WalBound, WalStats};
 use super::{Applied, ErrorKind, Limits, NotificationStore, StoreError};
 use crate::domain::{Change, FeedItem, Id, Timestamp, Version};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -117,15 +118,26 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Request>,
     /// Dropping it stops the checkpoint thread.
-    _checkpointer: mpsc::Sender<()>,
+    stop_checkpoints: Option<mpsc::Sender<()>>,
+    /// Joined on drop, so that both connections are checkpointed and closed before the
+    /// process exits.
+    threads: Vec<std::thread::JoinHandle<()>>,
+    wal_stats: Arc<WalStats>,
     /// Reads (feed) use their own connection: WAL lets them run beside the writer.
     reader: Arc<Mutex<Connection>>,
     tombstone_ttl: Duration,
 }
 
 impl SqliteStore {
-    /// Opens (creating the file and its folder if needed) the database at `path`.
+    /// Opens (creating the file and its folder if needed) the database at `path`, with
+    /// the default WAL bound.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_wal_max(path, DEFAULT_WAL_MAX)
+    }
+
+    /// Opens the database at `path`, keeping its WAL file under `wal_max` bytes while no
+    /// other connection holds an old snapshot (see `wal.rs`).
+    pub fn open_with_wal_max(path: &Path, wal_max: u64) -> Result<SqliteStore, StoreError> {
         if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).map_err(|error| {
                 StoreError::new(
@@ -137,31 +149,45 @@ impl SqliteStore {
                 )
             })?;
         }
-        let writer_connection = connect(path)?;
-        // The writer never checkpoints (that would stall commits while it copies the WAL
-        // into the database); a thread of its own does, beside it.
+        let mut writer_connection = connect(path)?;
+        // The writer never checkpoints automatically (that would stall a commit at
+        // whatever moment the WAL crosses 1,000 pages): the checkpoint thread copies in the
+        // background, and the writer truncates between commits when the bound needs it.
         writer_connection
             .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -8192;")
             .map_err(classify)?;
         let checkpoint_connection = connect(path)?;
         let reader = connect(path)?;
+        let wal_stats = Arc::new(WalStats::default());
+        let checkpoint_turn = Arc::new(Mutex::new(()));
+        let bound = WalBound::attach(
+            &mut writer_connection,
+            path,
+            wal_max,
+            Arc::clone(&wal_stats),
+            Arc::clone(&checkpoint_turn),
+        )
+        .map_err(classify)?;
         let (writer, requests) = mpsc::channel();
-        let (checkpointer, stop_checkpoints) = mpsc::channel::<()>();
+        let (stop_checkpoints, stopped) = mpsc::channel::<()>();
         let spawn_failed = |error: std::io::Error| {
             StoreError::new(ErrorKind::Systemic, format!("cannot start a thread: {error}"))
         };
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || write_loop(writer_connection, requests))
-            .map_err(spawn_failed)?;
-        std::thread::Builder::new()
+        let stats = Arc::clone(&wal_stats);
+        let checkpoints = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_connection, stop_checkpoints))
+            .spawn(move || checkpoint_loop(checkpoint_connection, stopped, &checkpoint_turn, &stats))
+            .map_err(spawn_failed)?;
+        let writes = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(writer_connection, requests, bound))
             .map_err(spawn_failed)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             writer,
-            _checkpointer: checkpointer,
+            stop_checkpoints: Some(stop_checkpoints),
+            threads: vec![checkpoints, writes],
+            wal_stats,
             reader: Arc::new(Mutex::new(reader)),
             tombstone_ttl: super::DEFAULT_TOMBSTONE_TTL,
         })
@@ -171,6 +197,11 @@ impl SqliteStore {
     pub fn with_tombstone_ttl(mut self, ttl: Duration) -> SqliteStore {
         self.tombstone_ttl = ttl;
         self
+    }
+
+    /// The WAL's size and checkpoint counts, for the metrics.
+    pub fn wal_stats(&self) -> Arc<WalStats> {
+        Arc::clone(&self.wal_stats)
     }
 
     pub fn path(&self) -> &Path {
@@ -200,39 +231,49 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     })?;
     // WAL: readers never block the writer. synchronous=FULL: a commit is on disk before
     // the event is acknowledged, power loss included; group commit keeps that cheap.
-    // busy_timeout: another process (a second worker, sqlite3) may hold the lock briefly.
     connection
-        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         .map_err(classify)?;
+    // Another process (a second worker, sqlite3) may hold the lock briefly.
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
     Ok(connection)
 }
 
-/// How often the WAL is copied back into the database file.
+/// How often the checkpoint thread copies the WAL back into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-/// Past this many WAL pages a checkpoint also waits for readers, so the WAL cannot grow
-/// without bound under a long-running read.
-const WAL_PAGES_BEFORE_FULL_CHECKPOINT: i64 = 100_000;
+/// How long the final checkpoint at close waits for other readers.
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn checkpoint_loop(connection: Connection, stop: mpsc::Receiver<()>) {
+fn checkpoint_loop(connection: Connection, stop: mpsc::Receiver<()>, turn: &Mutex<()>, stats: &WalStats) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        let passive = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1));
-        if let Ok(wal_pages) = passive
-            && wal_pages > WAL_PAGES_BEFORE_FULL_CHECKPOINT
-        {
-            let _ = connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
-        }
-        if let Err(error) = passive {
-            tracing::debug!(%error, "sqlite checkpoint failed; trying again");
-        }
+        wal::passive_checkpoint(&connection, turn, stats);
+    }
+    close(connection, "checkpoint");
+}
+
+fn close(connection: Connection, which: &str) {
+    if let Err((_, error)) = connection.close() {
+        tracing::warn!(%error, connection = which, "cannot close a sqlite connection cleanly");
     }
 }
 
 /// How often the writer deletes expired tombstones (a bounded batch each time).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
+fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut bound: WalBound) {
+    let mut wrote = false;
     let mut last_purge = std::time::Instant::now();
-    while let Ok(first) = requests.recv() {
+    loop {
+        let first = match requests.recv_timeout(wal::IDLE_TEND_EVERY) {
+            Ok(request) => request,
+            // Idle: a WAL left over its bound by a reader that has since ended is
+            // truncated without waiting for the next event.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                bound.tend(&connection);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = std::time::Instant::now();
             if let Err(error) = purge_expired_tombstones(&connection) {
@@ -267,6 +308,37 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>) {
                     let _ = request.reply.send(Err(error.clone()));
                 }
             }
+        }
+        wrote = true;
+        // After the replies, so that callers never wait for a checkpoint; only the next
+        // commit does, and only when the WAL is near its bound.
+        bound.tend(&connection);
+    }
+    // Every sender is gone: the store is being closed. After writing, leave an empty WAL
+    // behind, so the database file alone holds everything (and a copy of it alone is
+    // complete). A store that wrote nothing (`feed`, `setup`) leaves the WAL to whoever
+    // writes it: checkpointing here would only make a running worker wait.
+    if wrote {
+        let wal_checkpointed = bound.truncate(&connection, CLOSE_PATIENCE);
+        close(connection, "writer");
+        tracing::info!(wal_checkpointed, "sqlite store closed");
+    } else {
+        close(connection, "writer");
+        tracing::debug!("sqlite store closed");
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Stops the checkpoint thread, lets the writer commit what it holds, run a final
+    /// checkpoint and close, and waits for both: a worker that exits leaves a complete
+    /// database file, never a WAL that the next start would have to recover.
+    fn drop(&mut self) {
+        drop(self.stop_checkpoints.take());
+        // The writer stops once its last sender is gone; `apply` keeps using this field,
+        // so it is swapped for a dead one rather than made optional.
+        drop(std::mem::replace(&mut self.writer, mpsc::channel().0));
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
     }
 }

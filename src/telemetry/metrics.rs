@@ -2,13 +2,15 @@
 //! labels take few values, never user ids or error texts.
 
 use crate::domain::{Reason, SUBJECTS};
-use crate::store::ErrorKind;
+use crate::store::{CheckpointCounts, ErrorKind, WalStats};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Outcomes counted in `notification_worker_events_total`. An event handed back for
@@ -45,6 +47,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckpointLabels {
+    mode: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -62,6 +70,105 @@ pub struct Metrics {
     dead_letters: Family<ReasonLabels, Counter>,
     dead_letter_failures: Counter,
     rejection_breaker_open: Gauge,
+    sqlite: SqliteWalMetrics,
+}
+
+/// The SQLite WAL's figures: kept by the store in atomics (store code knows nothing of
+/// Prometheus) and copied into these series at each scrape.
+struct SqliteWalMetrics {
+    checkpoints: Family<CheckpointLabels, Counter>,
+    wal_bytes: Gauge,
+    wal_max_bytes: Gauge,
+    blocked: Counter,
+    source: OnceLock<Arc<WalStats>>,
+    /// Two scrapes at once must not both add the same increase.
+    copying: Mutex<()>,
+}
+
+const CHECKPOINT_RESULTS: [&str; 4] = ["complete", "partial", "busy", "failed"];
+
+impl SqliteWalMetrics {
+    fn register(registry: &mut Registry) -> SqliteWalMetrics {
+        let checkpoints = Family::<CheckpointLabels, Counter>::default();
+        registry.register(
+            "sqlite_checkpoints",
+            "SQLite WAL checkpoints, by mode (passive: background; restart: the writer, near NOTIF_SQLITE_WAL_MAX; truncate: the writer, over it or at close) and result",
+            checkpoints.clone(),
+        );
+        let wal_bytes = Gauge::default();
+        registry.register_with_unit(
+            "sqlite_wal",
+            "Size of the SQLite WAL file, as last seen by the writer",
+            Unit::Bytes,
+            wal_bytes.clone(),
+        );
+        let wal_max_bytes = Gauge::default();
+        registry.register_with_unit(
+            "sqlite_wal_max",
+            "NOTIF_SQLITE_WAL_MAX (0 when the store is not SQLite)",
+            Unit::Bytes,
+            wal_max_bytes.clone(),
+        );
+        let blocked = Counter::default();
+        registry.register(
+            "sqlite_wal_blocked",
+            "Times another connection's old snapshot kept the WAL from being brought under its bound",
+            blocked.clone(),
+        );
+        for mode in ["passive", "restart", "truncate"] {
+            for result in CHECKPOINT_RESULTS {
+                let _ = checkpoints.get_or_create(&CheckpointLabels { mode, result });
+            }
+        }
+        SqliteWalMetrics {
+            checkpoints,
+            wal_bytes,
+            wal_max_bytes,
+            blocked,
+            source: OnceLock::new(),
+            copying: Mutex::new(()),
+        }
+    }
+
+    fn copy(&self) {
+        let Some(stats) = self.source.get() else {
+            return;
+        };
+        let _one_at_a_time = self
+            .copying
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let catch_up = |counter: &Counter, total: &std::sync::atomic::AtomicU64| {
+            counter.inc_by(total.load(Ordering::Relaxed).saturating_sub(counter.get()));
+        };
+        for (mode, counts) in [
+            ("passive", &stats.passive),
+            ("restart", &stats.restart),
+            ("truncate", &stats.truncate),
+        ] {
+            let CheckpointCounts {
+                complete,
+                partial,
+                busy,
+                failed,
+            } = counts;
+            for (result, total) in CHECKPOINT_RESULTS
+                .into_iter()
+                .zip([complete, partial, busy, failed])
+            {
+                catch_up(
+                    &self.checkpoints.get_or_create(&CheckpointLabels { mode, result }),
+                    total,
+                );
+            }
+        }
+        catch_up(&self.blocked, &stats.blocked);
+        let gauge = |total: &std::sync::atomic::AtomicU64| {
+            i64::try_from(total.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+        };
+        self.wal_bytes.set(gauge(&stats.wal_bytes));
+        self.wal_max_bytes.set(gauge(&stats.limit_bytes));
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -142,6 +249,7 @@ impl Metrics {
             "1 while many store_rejected refusals in a row hold events and pause intake",
             rejection_breaker_open.clone(),
         );
+        let sqlite = SqliteWalMetrics::register(&mut registry);
         let build_info = Family::<VersionLabels, Gauge>::default();
         registry.register("build_info", "The running version", build_info.clone());
         build_info
@@ -163,6 +271,7 @@ impl Metrics {
             dead_letters,
             dead_letter_failures,
             rejection_breaker_open,
+            sqlite,
         };
         metrics.start_every_series_at_zero();
         metrics
@@ -247,8 +356,14 @@ impl Metrics {
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
+    /// Reports the SQLite store's WAL figures from now on.
+    pub fn observe_sqlite_wal(&self, stats: Arc<WalStats>) {
+        let _ = self.sqlite.source.set(stats);
+    }
+
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
+        self.sqlite.copy();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
         text
@@ -279,6 +394,28 @@ mod tests {
             "notification_worker_dead_letter_failures_total 0",
             "notification_worker_store_rejected_breaker_open 0",
             r#"notification_worker_build_info{version=""#,
+            r#"notification_worker_sqlite_checkpoints_total{mode="truncate",result="complete"} 0"#,
+            "notification_worker_sqlite_wal_bytes 0",
+            "notification_worker_sqlite_wal_max_bytes 0",
+            "notification_worker_sqlite_wal_blocked_total 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_sqlite_wal_figures_are_copied_at_each_scrape() {
+        let metrics = Metrics::new();
+        let stats = Arc::new(WalStats::default());
+        metrics.observe_sqlite_wal(Arc::clone(&stats));
+        stats.truncate.busy.store(2, Ordering::Relaxed);
+        stats.wal_bytes.store(4096, Ordering::Relaxed);
+        let _ = metrics.render();
+        stats.truncate.busy.store(3, Ordering::Relaxed);
+        let text = metrics.render();
+        for line in [
+            r#"notification_worker_sqlite_checkpoints_total{mode="truncate",result="busy"} 3"#,
+            "notification_worker_sqlite_wal_bytes 4096",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

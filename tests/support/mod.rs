@@ -168,6 +168,67 @@ impl Drop for NatsServer {
     }
 }
 
+/// A JetStream cluster of private `nats-server -js` nodes (cluster `notification-test`),
+/// routed to each other on loopback ports, each with its own store folder. Each node is a
+/// [`NatsServer`], so it can be killed and restarted the same way.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start(size: usize) -> NatsCluster {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|port| format!("\"nats-route://127.0.0.1:{port}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let nodes = route_ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| {
+                NatsServer::start_with_config(&format!(
+                    "server_name: {}\ncluster {{\n  name: notification-test\n  listen: \"127.0.0.1:{port}\"\n  routes: [{routes}]\n}}\n",
+                    NatsCluster::node_name(index)
+                ))
+            })
+            .collect();
+        NatsCluster { nodes }
+    }
+
+    /// The `server_name` of node `index`, as stream and consumer info report leaders.
+    pub fn node_name(index: usize) -> String {
+        format!("node-{index}")
+    }
+
+    /// Every node's URL, comma-separated, as `NATS_URL` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client that knows every node, so it reconnects to a survivor.
+    pub async fn client(&self) -> async_nats::Client {
+        let addresses: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .map(|node| node.url().parse().unwrap())
+            .collect();
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(addresses)
+            .await
+            .expect("test client connects")
+    }
+
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+}
+
 /// A private dynalite (DynamoDB-compatible) server, pinned in tests/dynalite. On disk
 /// (`start_on_disk`) it keeps its tables across `stop` and `restart`.
 pub struct Dynalite {
