@@ -118,6 +118,8 @@ async fn killing_the_stream_leader_mid_drain_loses_and_doubles_nothing() {
                 name: "NOTIFICATIONS".into(),
                 subjects: vec!["notifications.>".into()],
                 num_replicas: 3,
+                // As `setup` makes it: tombstones must outlive what the stream keeps.
+                max_age: Duration::from_secs(7 * 24 * 60 * 60),
                 ..Default::default()
             })
             .await;

@@ -432,12 +432,21 @@ impl Worker {
                 }
             });
         }
-        let worker = Worker {
+        let mut worker = Worker {
             child: Some(child),
             lines,
             dir: dir.to_owned(),
         };
-        worker.wait_for_log("worker started", Duration::from_secs(30));
+        // Fail at once, with its logs, when the worker stops instead of starting.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !worker.logs().iter().any(|line| line.contains("worker started")) {
+            assert!(
+                worker.is_running() && Instant::now() < deadline,
+                "the worker did not start:\n{}",
+                worker.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
         worker
     }
 
