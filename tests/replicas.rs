@@ -131,11 +131,12 @@ fn assert_every_key_right(stored: &Stored, workers: &[Worker]) {
             _ => {}
         }
     }
+    // On failure, the workers' log lines for the first wrong key: what each event did.
     if let Some(first) = wrong.first() {
         let needle = first.split('"').nth(3).unwrap_or_default().to_owned();
         for worker in workers {
             for line in worker.logs().iter().filter(|line| line.contains(&needle)) {
-                eprintln!("DEBUG {line}");
+                eprintln!("log of the first wrong key: {line}");
             }
         }
     }
