@@ -545,7 +545,8 @@ mod fresh {
         pub store: S,
         pub other: S,
         pub raw: RawStore,
-        _keep: K,
+        /// The temporary folder or the server, kept for the test's length.
+        pub keep: K,
     }
 
     pub async fn sqlite() -> Fixture<SqliteStore, tempfile::TempDir> {
@@ -557,7 +558,7 @@ mod fresh {
             store,
             other,
             raw: RawStore::Sqlite(path),
-            _keep: dir,
+            keep: dir,
         }
     }
 
@@ -570,7 +571,7 @@ mod fresh {
             store,
             other,
             raw,
-            _keep: server,
+            keep: server,
         }
     }
 }
@@ -607,4 +608,62 @@ async fn dynamodb_an_item_without_id_counts_as_absent() {
     assert_eq!(fixture.store.apply(&like, v(3)).await.unwrap(), Applied::Created);
     let item = stored(&fixture.store, "fan-1").await.unwrap();
     assert_eq!((item.id, item.read_status), (id_of(&like), false));
+}
+
+/// A PutItem whose response timed out: the worker retries, finishes the protocol (a newer
+/// remove wins), and only then does the first put land on the busy server, bringing the
+/// notification back. The store that sent it checks the key again later and runs the
+/// remove's delete. DynamoDB only: SQLite has no request that outlives its caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_a_put_that_lands_after_its_timeout_is_undone_by_a_recheck() {
+    use notification_worker::store::{DynamoDbStore, ErrorKind};
+    use std::time::Duration;
+    let fixture = fresh::dynamodb().await;
+    fixture.store.setup().await.unwrap();
+    // Requests to dynalite through this proxy arrive 1.5 s late; the client gives up after 0.3 s.
+    let proxy = support::DelayingProxy::start(fixture.keep.port, Duration::from_millis(1500));
+    let credentials = aws_sdk_dynamodb::config::Credentials::new(
+        support::AWS_ACCESS_KEY,
+        support::AWS_SECRET_KEY,
+        None,
+        None,
+        "tests",
+    );
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(support::AWS_REGION))
+        .endpoint_url(proxy.endpoint())
+        .credentials_provider(credentials)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(300))
+                .build(),
+        )
+        .load()
+        .await;
+    let slow = DynamoDbStore::with_config(&config, "contract-notifications");
+
+    let like = like("fan-1");
+    let error = slow.apply(&like, v(3)).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Transient, "{error}");
+    proxy.set_delay(Duration::ZERO);
+    // The unlike that follows, and the worker's retry of the like: the unlike wins.
+    assert_eq!(
+        fixture.store.apply(&unlike_of("fan-1"), v(4)).await.unwrap(),
+        Applied::Absent
+    );
+    assert_eq!(
+        fixture.store.apply(&like, v(3)).await.unwrap(),
+        Applied::Superseded
+    );
+    assert!(stored(&fixture.store, "fan-1").await.is_none());
+    // Then the first put lands...
+    support::eventually("the late put to land", Duration::from_secs(10), || async {
+        stored(&fixture.store, "fan-1").await.is_some()
+    })
+    .await;
+    // ...and the recheck its store scheduled deletes it again.
+    support::eventually("the recheck to delete it", Duration::from_secs(60), || async {
+        stored(&fixture.store, "fan-1").await.is_none()
+    })
+    .await;
 }

@@ -777,6 +777,8 @@ pub fn run_until_exit(dir: &Path, env: &[(&'static str, String)], within: Durati
 pub struct DelayingProxy {
     pub port: u16,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The delay in milliseconds, changeable while the proxy runs (see `set_delay`).
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DelayingProxy {
@@ -786,19 +788,28 @@ impl DelayingProxy {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(delay.as_millis() as u64));
+        let delays = Arc::clone(&delay_ms);
         std::thread::spawn(move || {
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
-                        std::thread::spawn(move || relay(client, upstream, delay));
+                        let delays = Arc::clone(&delays);
+                        std::thread::spawn(move || relay(client, upstream, delays));
                     }
                     // Polled so that the thread notices `stop`.
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        DelayingProxy { port, stop }
+        DelayingProxy { port, stop, delay_ms }
+    }
+
+    /// From now on, chunks are held this long (a chunk already held keeps its delay).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn endpoint(&self) -> String {
@@ -812,30 +823,34 @@ impl Drop for DelayingProxy {
     }
 }
 
-fn relay(client: TcpStream, upstream: u16, delay: Duration) {
+fn relay(client: TcpStream, upstream: u16, delay_ms: Arc<std::sync::atomic::AtomicU64>) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
-    let copy = |mut from: TcpStream, mut to: TcpStream, delay: Duration| {
-        use std::io::Write;
-        let mut buffer = [0u8; 16 * 1024];
-        loop {
-            match from.read(&mut buffer) {
-                Ok(0) | Err(_) => {
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                    return;
-                }
-                Ok(n) => {
-                    std::thread::sleep(delay);
-                    if to.write_all(&buffer[..n]).is_err() {
+    let copy =
+        |mut from: TcpStream, mut to: TcpStream, delay_ms: Option<Arc<std::sync::atomic::AtomicU64>>| {
+            use std::io::Write;
+            let mut buffer = [0u8; 16 * 1024];
+            loop {
+                match from.read(&mut buffer) {
+                    Ok(0) | Err(_) => {
+                        let _ = to.shutdown(std::net::Shutdown::Write);
                         return;
+                    }
+                    Ok(n) => {
+                        if let Some(delay_ms) = &delay_ms {
+                            let delay = delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(delay));
+                        }
+                        if to.write_all(&buffer[..n]).is_err() {
+                            return;
+                        }
                     }
                 }
             }
-        }
-    };
+        };
     let (client_in, server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let upward = std::thread::spawn(move || copy(client_in, server_out, delay));
-    copy(server, client, Duration::ZERO);
+    let upward = std::thread::spawn(move || copy(client_in, server_out, Some(delay_ms)));
+    copy(server, client, None);
     let _ = upward.join();
 }
