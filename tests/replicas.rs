@@ -209,34 +209,44 @@ async fn three_replicas_on_dynamodb_end_every_key_in_stream_order() {
     assert_every_key_right(&stored_dynamodb(&dynamo, "replica-notifications").await, &workers);
 }
 
-/// Redeliveries: one of three replicas is killed mid-drain; what it held comes back (after
-/// a short AckWait) to the others, after later events of the same keys were applied.
+/// Redeliveries: a replica is killed holding events it pulled (its store blocked by an
+/// outside write lock, so it surely holds them); they come back, after a short AckWait, to
+/// two other replicas that have meanwhile applied later events of the same keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_drain_leaves_every_key_in_stream_order() {
     let nats = NatsServer::start();
     create_consumer_with_ack_wait(&nats, Duration::from_secs(2)).await;
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    let mut workers = start_replicas(3, dir.path(), &env);
-    let publishing = tokio::spawn({
-        let js = nats.jetstream().await;
-        async move { publish_races(&js).await }
-    });
-    // Kill whichever replica is busiest once the drain is well under way: waiting for one
-    // given replica could wait for ever if the others happen to take the work.
-    wait_until("the replicas to be busy", WITHIN, || {
-        workers
+    let mut env = base_env(&nats, dir.path());
+    // "received" lines (debug) say how often each message was delivered.
+    env.push(("LOG_LEVEL", "info,notification_worker::processing=debug".into()));
+    let mut victim = Worker::start(dir.path(), &env);
+    let lock = sqlite(dir.path());
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    publish_races(&nats.jetstream().await).await;
+    wait_until("the victim to hold pulled events", WITHIN, || {
+        victim
+            .events()
             .iter()
-            .map(|worker| worker.count("created"))
-            .sum::<usize>()
-            > 600
+            .filter(|event| event["message"] == "received")
+            .count()
+            > 500
     });
-    let busiest = (0..workers.len())
-        .max_by_key(|&i| workers[i].count("created"))
-        .unwrap();
-    workers[busiest].kill();
-    publishing.await.unwrap();
+    victim.kill();
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+
+    let workers = start_replicas(2, dir.path(), &env);
     wait_for_drain(&nats).await;
+    let redelivered = workers
+        .iter()
+        .flat_map(|worker| worker.events())
+        .filter(|event| event["message"] == "received" && event["delivered"].as_u64() > Some(1))
+        .count();
+    assert!(
+        redelivered > 500,
+        "what the killed replica held came back to the others: {redelivered}"
+    );
     assert_every_key_right(&stored_sqlite(dir.path()), &workers);
 }
 
