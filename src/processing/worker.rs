@@ -452,7 +452,7 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
         let result = shared.store.apply(&job.change, job.delivery.version).await;
         shared.metrics.store_request(operation, started.elapsed());
         drop(call);
-        let error = match result {
+        let mut error = match result {
             Ok(applied) => {
                 if shared.breaker.succeeded() {
                     shared.metrics.set_rejection_breaker_open(false);
@@ -467,9 +467,9 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
         };
         shared.metrics.store_error(error.kind);
         attempt += 1;
-        let (pause, held_as_systemic) = match decide(&error, attempt) {
-            RetryDecision::RetryAfter(pause) => (pause, false),
-            RetryDecision::DeadLetter => match shared.breaker.refused() {
+        let mut decision = decide(&error, attempt);
+        if decision == RetryDecision::DeadLetter {
+            match shared.breaker.refused() {
                 Verdict::DeadLetter => {
                     return Attempt::Refused(Rejection::new(Reason::StoreRejected, error.message));
                 }
@@ -478,9 +478,15 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
                         shared.metrics.set_rejection_breaker_open(true);
                         tracing::error!(%error, refusals = super::breaker::REJECTIONS_TO_OPEN, "the store refused many events in a row: store_rejected breaker open, intake paused and refused events held until a write succeeds (check the table or schema)");
                     }
-                    (systemic_pause(&error, attempt), true)
+                    // Held: from here on the refusal counts as a store-wide fault, paced and
+                    // pausing intake like any other.
+                    error = StoreError::new(ErrorKind::Systemic, error.message);
+                    decision = decide(&error, attempt);
                 }
-            },
+            }
+        }
+        let RetryDecision::RetryAfter(pause) = decision else {
+            unreachable!("only permanent errors are dead-lettered")
         };
         match error.kind {
             ErrorKind::Transient if attempt < 5 => {
@@ -488,7 +494,7 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
             }
             ErrorKind::Transient => tracing::warn!(%error, attempt, "store call keeps failing; retrying"),
             _ => {
-                if shared.health.pause() && !held_as_systemic {
+                if shared.health.pause() {
                     tracing::error!(%error, "store unavailable: intake paused until it works again");
                 }
                 tracing::error!(%error, attempt, retry_in_ms = pause.as_millis() as u64, "store unavailable; retrying");
@@ -502,14 +508,5 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
             () = shared.shutdown.cancelled() => return Attempt::Interrupted,
             () = tokio::time::sleep(pause.min(longest_pause)) => {}
         }
-    }
-}
-
-/// The pause for an event the breaker holds: that of a store-wide error.
-fn systemic_pause(error: &StoreError, attempt: u32) -> Duration {
-    let as_systemic = StoreError::new(ErrorKind::Systemic, error.message.clone());
-    match decide(&as_systemic, attempt) {
-        RetryDecision::RetryAfter(pause) => pause,
-        RetryDecision::DeadLetter => unreachable!("systemic errors are retried"),
     }
 }
