@@ -1,5 +1,5 @@
 use clap::Parser;
-use notification_worker::cli::{self, Cli, Command};
+use notification_worker::cli::{self, Cli, Command, UsageError};
 use notification_worker::config::Config;
 use notification_worker::input::ConsumerRefused;
 use notification_worker::telemetry::{self, LogTarget};
@@ -23,8 +23,8 @@ fn main() -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    let command = cli.command.unwrap_or(Command::Run);
-    let target = if matches!(command, Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run { stage: None });
+    let target = if matches!(command, Command::Run { .. }) {
         LogTarget::Stdout
     } else {
         LogTarget::Stderr
@@ -44,7 +44,9 @@ fn main() -> ExitCode {
             tracing::error!(error = format!("{error:#}"), "stopped on an error");
             eprintln!("error: {error:#}");
             // A consumer that needs changing is a configuration error, like a bad variable.
-            if error.downcast_ref::<ConsumerRefused>().is_some() {
+            if error.downcast_ref::<ConsumerRefused>().is_some()
+                || error.downcast_ref::<UsageError>().is_some()
+            {
                 ExitCode::from(CONFIG_ERROR)
             } else {
                 ExitCode::FAILURE

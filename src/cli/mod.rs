@@ -4,6 +4,8 @@ mod dlq;
 mod feed;
 mod publish;
 mod run;
+
+pub use run::{Stage, UsageError};
 mod setup;
 
 use crate::config::{Config, RawSettings};
@@ -27,8 +29,13 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Run the worker (the default).
-    Run,
+    /// Run the worker (the default): the store stage and, when a channel is configured, the delivery stage.
+    Run {
+        /// Run one stage only, so each scales on its own: `store` (events in, notifications
+        /// stored and announced) or `delivery` (the outbox in, notifications delivered).
+        #[arg(long, value_enum)]
+        stage: Option<run::Stage>,
+    },
     /// Create what is missing: stream, consumer, and the table with its index or the SQLite schema.
     Setup,
     /// Publish one event and print its stream sequence.
@@ -58,7 +65,7 @@ pub enum Command {
 
 pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Run => run::run(config).await,
+        Command::Run { stage } => run::run(config, stage).await,
         Command::Setup => setup::setup(&config).await,
         Command::Publish { subject, event } => publish::publish(&config, subject, &event).await,
         Command::Feed { owner, limit, json } => feed::feed(&config, &owner, limit, json).await,

@@ -1,6 +1,7 @@
 //! `notification-worker run`: connect, make sure everything exists, consume until a signal.
 
 use crate::config::{Config, Environment, NatsMode};
+use crate::delivery::{self, Announcer, StageOptions};
 use crate::http::{self, HttpState};
 use crate::input::{self, DeadLetters, Source};
 use crate::processing::{self, Observers, WorkerSettings};
@@ -19,7 +20,111 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How often the consumer's backlog is read for `notification_worker_consumer_pending`.
 const PENDING_EVERY: Duration = Duration::from_secs(5);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Which half of the worker a process runs (`run --stage`); both by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Events in, notifications stored (and announced to the outbox).
+    Store,
+    /// The outbox in, notifications delivered on the enabled channels.
+    Delivery,
+}
+
+pub async fn run(config: Config, stage: Option<Stage>) -> anyhow::Result<()> {
+    let channels = config.delivery.enabled();
+    if channels.is_empty() && stage == Some(Stage::Delivery) {
+        return Err(UsageError(
+            "run --stage delivery: no delivery channel is configured (set PUSHER_APP_ID, PUSHER_KEY and \
+             PUSHER_SECRET, REALTIME_NATS_SUBJECT, or WEBHOOK_URL and WEBHOOK_SECRET)"
+                .into(),
+        )
+        .into());
+    }
+    if !channels.is_empty() && config.nats.mode == NatsMode::Core {
+        return Err(UsageError(
+            "delivery channels need NATS_MODE=jetstream: their outbox is a JetStream stream".into(),
+        )
+        .into());
+    }
+    match stage {
+        Some(Stage::Delivery) => run_delivery_only(config).await,
+        Some(Stage::Store) => run_store(config, false).await,
+        None => run_store(config, !channels.is_empty()).await,
+    }
+}
+
+/// A usage or configuration problem found after start: exit code 2, like a bad variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `run --stage delivery`: the channels' consumers only, with health and metrics.
+async fn run_delivery_only(config: Config) -> anyhow::Result<()> {
+    let client = input::connect(&config.nats, "notification-worker").await?;
+    let shutdown = CancellationToken::new();
+    let observers = Observers::default();
+    let options = StageOptions {
+        create_outbox: config.environment == Environment::Development,
+        dead_letters: config.dead_letters,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    let stages = delivery::start_channels(
+        &client,
+        &config.delivery,
+        &options,
+        Arc::clone(&observers.metrics),
+        shutdown.clone(),
+    )
+    .await?;
+    let readiness = Arc::new(Readiness::default());
+    // No store here: readiness is NATS alone.
+    readiness.set_store(None);
+    let background = CancellationToken::new();
+    let readiness_watch = tokio::spawn(watch_readiness(
+        client.clone(),
+        None,
+        Arc::clone(&readiness),
+        observers.clone(),
+        background.clone(),
+    ));
+    let http = serve_http(&config, &observers, readiness, &background).await?;
+    tracing::info!(channels = ?config.delivery.enabled(), "delivery stage started");
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    for stage in stages {
+        let _ = stage.await;
+    }
+    let _ = client.flush().await;
+    background.cancel();
+    if let Some(server) = http {
+        let _ = server.await;
+    }
+    let _ = readiness_watch.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn serve_http(
+    config: &Config,
+    observers: &Observers,
+    readiness: Arc<Readiness>,
+    background: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    Ok(match config.http_addr {
+        Some(addr) => {
+            let state = HttpState {
+                metrics: Arc::clone(&observers.metrics),
+                readiness,
+                health: Arc::clone(&observers.health),
+            };
+            let (bound, server) = http::start(addr, state, background.clone()).await?;
+            tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+            Some(server)
+        }
+        None => None,
+    })
+}
+
+/// The store stage; with `deliver`, the delivery stage beside it in the same process.
+async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = Arc::new(
         AnyStore::open(&config.store)
@@ -30,9 +135,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.setup().await.context("cannot prepare the store")?;
     }
     let client = input::connect(&config.nats, "notification-worker").await?;
-    let (source, dead_letters, consumer_limits, consumer) = match config.nats.mode {
+    let announces = !config.delivery.enabled().is_empty();
+    let (source, dead_letters, consumer_limits, consumer, outbox) = match config.nats.mode {
         NatsMode::JetStream => {
             let js = async_nats::jetstream::new(client.clone());
+            // The outbox: created here in development, by `setup` in production. A missing
+            // one never stops storing (the announcer counts and logs what it cannot send).
+            let outbox = if announces && config.environment == Environment::Development {
+                Some(delivery::outbox::ensure_stream(&js).await?)
+            } else {
+                None
+            };
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
             let (consumer, limits) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
             let dead_letters = DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
@@ -47,9 +160,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 ],
             )?;
             let source = Source::jetstream(consumer.clone(), stream.cached_info().created)?;
-            (source, Some(dead_letters), Some(limits), Some(consumer))
+            (
+                source,
+                Some(dead_letters),
+                Some(limits),
+                Some(consumer),
+                outbox.map(|_| js),
+            )
         }
-        NatsMode::Core => (Source::core(&client).await?, None, None, None),
+        NatsMode::Core => (Source::core(&client).await?, None, None, None, None),
     };
     let limits = store.limits(config.concurrency);
     let settings = WorkerSettings {
@@ -62,7 +181,54 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
-    let observers = Observers::default();
+    let mut observers = Observers::default();
+    if announces && let (Some(consumer), Some(limits)) = (&consumer, consumer_limits) {
+        let js = outbox.unwrap_or_else(|| async_nats::jetstream::new(client.clone()));
+        let epoch = match &source {
+            Source::JetStream {
+                stream_created_micros,
+                ..
+            } => *stream_created_micros,
+            Source::Core(_) => 0,
+        };
+        observers.announcer = Some(Arc::new(Announcer::new(
+            js,
+            consumer.clone(),
+            epoch,
+            limits.ack_wait,
+            Arc::clone(&observers.metrics),
+        )));
+    }
+    // The delivery stage's shutdown comes after the store stage's: jobs the last events
+    // announced are still sent (or left in the outbox for the next start).
+    let delivery_shutdown = CancellationToken::new();
+    let delivery_stages = if deliver {
+        let options = StageOptions {
+            create_outbox: config.environment == Environment::Development,
+            dead_letters: config.dead_letters,
+            shutdown_grace: SHUTDOWN_GRACE / 4,
+        };
+        match delivery::start_channels(
+            &client,
+            &config.delivery,
+            &options,
+            Arc::clone(&observers.metrics),
+            delivery_shutdown.clone(),
+        )
+        .await
+        {
+            Ok(stages) => stages,
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot start the delivery stage; storing goes on without it"
+                );
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let readiness = Arc::new(Readiness::default());
     if let Some(stats) = store.sqlite_wal_stats() {
         observers.metrics.observe_sqlite_wal(stats);
@@ -70,7 +236,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let background = CancellationToken::new();
     let readiness_watch = tokio::spawn(watch_readiness(
         client.clone(),
-        Arc::clone(&store),
+        Some(Arc::clone(&store)),
         Arc::clone(&readiness),
         observers.clone(),
         background.clone(),
@@ -78,19 +244,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(consumer) = consumer {
         tokio::spawn(watch_backlog(consumer, observers.clone(), background.clone()));
     }
-    let http = match config.http_addr {
-        Some(addr) => {
-            let state = HttpState {
-                metrics: Arc::clone(&observers.metrics),
-                readiness,
-                health: Arc::clone(&observers.health),
-            };
-            let (bound, server) = http::start(addr, state, background.clone()).await?;
-            tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
-            Some(server)
-        }
-        None => None,
-    };
+    let http = serve_http(&config, &observers, readiness, &background).await?;
 
     tracing::info!(
         store = %store.describe(),
@@ -99,6 +253,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         consumer = %config.nats.consumer,
         in_flight = settings.in_flight,
         store_calls = settings.store_calls,
+        delivery = ?config.delivery.enabled(),
         startup_ms = started.elapsed().as_millis() as u64,
         "worker started"
     );
@@ -120,6 +275,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await;
 
+    delivery_shutdown.cancel();
+    for stage in delivery_stages {
+        let _ = stage.await;
+    }
     // Acks are fire-and-forget publishes: make sure they have left before exiting.
     if let Err(error) = client.flush().await {
         tracing::warn!(%error, "could not flush the last acknowledgements; those events will be redelivered");
@@ -184,7 +343,7 @@ async fn close(store: Arc<AnyStore>) {
 /// every second (cheap: `SELECT 1` or DescribeTable).
 async fn watch_readiness(
     client: async_nats::Client,
-    store: Arc<AnyStore>,
+    store: Option<Arc<AnyStore>>,
     readiness: Arc<Readiness>,
     observers: Observers,
     stop: CancellationToken,
@@ -194,7 +353,10 @@ async fn watch_readiness(
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         readiness.set_nats_connected(connected);
         observers.metrics.set_nats_connected(connected);
-        let problem = store.probe().await.err().map(|error| error.message);
+        let problem = match &store {
+            Some(store) => store.probe().await.err().map(|error| error.message),
+            None => None,
+        };
         if problem != last_problem {
             match &problem {
                 Some(problem) => tracing::warn!(problem, "store probe failed: not ready"),

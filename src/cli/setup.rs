@@ -1,6 +1,7 @@
 //! `notification-worker setup`: create what is missing, change nothing that exists.
 
 use crate::config::{Config, NatsMode};
+use crate::delivery;
 use crate::input;
 use crate::store::{AnyStore, NotificationStore};
 
@@ -14,6 +15,28 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
         println!("consumer {} ready", config.nats.consumer);
         input::DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
         println!("dead-letter stream {} ready", input::DLQ_STREAM);
+        // The delivery stage's streams and consumers, only for the channels configured: with
+        // none, nothing of it exists.
+        let channels = config.delivery.enabled();
+        if !channels.is_empty() {
+            let outbox = delivery::outbox::ensure_stream(&js).await?;
+            println!("outbox stream {} ready", delivery::OUTBOX_STREAM);
+            for channel in channels {
+                let name = delivery::consumer_name(channel);
+                input::ensure_consumer_on(&outbox, &name, delivery::outbox::OUTBOX_FILTER).await?;
+                input::DeadLetters::for_channel(
+                    &js,
+                    delivery::OUTBOX_STREAM,
+                    channel.as_str(),
+                    &config.dead_letters,
+                )
+                .await?;
+                println!(
+                    "consumer {name} ready (dead letters: {})",
+                    input::DELIVERIES_DLQ_STREAM
+                );
+            }
+        }
     }
     let store = AnyStore::open(&config.store).await?;
     store.setup().await?;

@@ -5,6 +5,7 @@
 //! good value; `main` prints it on one line and exits with code 2.
 
 mod dead_letters;
+pub mod delivery;
 mod nats;
 
 pub use dead_letters::DeadLetterSettings;
@@ -121,6 +122,8 @@ pub struct RawSettings {
     /// unlimited); when full, new dead letters are refused and their events come back.
     #[arg(long, env = "DLQ_MAX_BYTES", default_value = dead_letters::DEFAULT_MAX_BYTES, global = true)]
     pub dlq_max_bytes: String,
+    #[command(flatten)]
+    pub delivery: delivery::RawDelivery,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +169,8 @@ pub struct Config {
     pub dead_letters: DeadLetterSettings,
     /// How long tombstones are kept ([`FOREVER`] for `forever`).
     pub tombstone_ttl: Duration,
+    /// The delivery channels turned on, and their settings.
+    pub delivery: crate::delivery::DeliverySettings,
 }
 
 /// `forever` as a duration: longer than any stream keeps anything.
@@ -254,6 +259,7 @@ impl Config {
                 "forever" => FOREVER,
                 value => parse_duration("NOTIF_TOMBSTONE_TTL", value, "30d")?,
             },
+            delivery: delivery::parse(&raw.delivery, environment)?,
         })
     }
 }
@@ -461,6 +467,7 @@ mod tests {
             dlq_max_age: "7d".into(),
             dlq_max_bytes: "1GiB".into(),
             notif_tombstone_ttl: "30d".into(),
+            delivery: delivery::RawDelivery::default(),
         }
     }
 

@@ -16,6 +16,6 @@ pub use event_type::{
     ACTIONS, Action, EventType, Operation, SUBJECT_FILTER, SUBJECT_PREFIX, SUBJECTS, event_type_label,
 };
 pub use id::Id;
-pub use notification::{ActionKey, Change, FeedItem, Notification, ResourceType, Timestamp};
+pub use notification::{ActionKey, Change, FeedItem, Notification, ResourceType, Timestamp, life_id};
 pub use rejection::{Reason, Rejection};
 pub use version::Version;

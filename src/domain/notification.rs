@@ -120,6 +120,19 @@ pub enum Change {
 }
 
 impl Change {
+    /// Gives a create the id of the life it would start: derived from the event's version
+    /// and key, so every delivery of one event, on any replica, names the same notification
+    /// (the delivery stage's message ids and receivers' deduplication rely on it).
+    pub fn identified(self, version: super::Version) -> Change {
+        match self {
+            Change::Create(mut notification) => {
+                notification.id = life_id(version, &notification.owner, &notification.action_key);
+                Change::Create(notification)
+            }
+            remove => remove,
+        }
+    }
+
     pub fn owner(&self) -> &Id {
         match self {
             Change::Create(notification) => &notification.owner,
@@ -137,6 +150,16 @@ impl Change {
 
 /// A stored notification as read back for display (`feed`): the stored attribute names,
 /// plain values, whatever wrote them.
+/// The id of the life an event at `version` starts on (owner, action_key): a UUID (version 8)
+/// from the first 16 bytes of a SHA-256 of the three.
+pub fn life_id(version: super::Version, owner: &Id, action_key: &ActionKey) -> uuid::Uuid {
+    let text = format!("{}\n{owner}\n{action_key}", version.to_number());
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FeedItem {
     pub owner: String,
@@ -190,6 +213,22 @@ mod tests {
             Action::from_code(1).unwrap(),
         );
         assert_eq!(key.as_str(), "user-456#post-789#1#0001-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_life_is_named_by_its_event() {
+        let owner = Id::parse("owner", "user-123").unwrap();
+        let key = ActionKey::new(
+            &Id::parse("trigger_user", "user-456").unwrap(),
+            &Id::parse("resource_id", "post-789").unwrap(),
+            Action::from_code(1).unwrap(),
+        );
+        let v = |sequence| crate::domain::Version::new(7, sequence).unwrap();
+        assert_eq!(life_id(v(1), &owner, &key), life_id(v(1), &owner, &key));
+        assert_ne!(life_id(v(1), &owner, &key), life_id(v(2), &owner, &key));
+        let other = Id::parse("owner", "user-124").unwrap();
+        assert_ne!(life_id(v(1), &owner, &key), life_id(v(1), &other, &key));
+        assert_eq!(life_id(v(1), &owner, &key).get_version_num(), 8);
     }
 
     #[test]

@@ -11,16 +11,19 @@ pub enum Reason {
     InvalidField,
     StoreRejected,
     MaxDeliveries,
+    /// A delivery channel refused a job for good (bad credentials, a payload it rejects).
+    ChannelRejected,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::TooLarge,
         Reason::InvalidJson,
         Reason::MissingField,
         Reason::InvalidField,
         Reason::StoreRejected,
         Reason::MaxDeliveries,
+        Reason::ChannelRejected,
     ];
 
     pub fn code(self) -> &'static str {
@@ -31,6 +34,7 @@ impl Reason {
             Reason::InvalidField => "invalid_field",
             Reason::StoreRejected => "store_rejected",
             Reason::MaxDeliveries => "max_deliveries",
+            Reason::ChannelRejected => "channel_rejected",
         }
     }
 }

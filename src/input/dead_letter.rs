@@ -11,6 +11,9 @@ use std::time::Duration;
 pub const DLQ_STREAM: &str = "NOTIFICATIONS_DLQ";
 pub const DLQ_PREFIX: &str = "dlq.";
 const DLQ_FILTER: &str = "dlq.notifications.>";
+/// Delivery jobs a channel gave up on: subjects `dlq.deliveries.{channel}`.
+pub const DELIVERIES_DLQ_STREAM: &str = "DELIVERIES_DLQ";
+const DELIVERIES_DLQ_FILTER: &str = "dlq.deliveries.>";
 
 /// Header names (part of the contract: operators' tools read them).
 pub mod header {
@@ -47,6 +50,9 @@ pub struct DeadLetters {
     source_stream: String,
     /// How long the dead-letter stream keeps them, as the server says; `None`: forever.
     max_age: Option<Duration>,
+    /// Where dead letters go: `None`, under `dlq.` + the original subject; or one subject
+    /// (a channel's, `dlq.deliveries.{channel}`).
+    subject: Option<String>,
 }
 
 impl DeadLetters {
@@ -62,6 +68,26 @@ impl DeadLetters {
             js: js.clone(),
             source_stream: source_stream.to_owned(),
             max_age: (!max_age.is_zero()).then_some(max_age),
+            subject: None,
+        })
+    }
+
+    /// The dead letters of one delivery channel (stream `DELIVERIES_DLQ`, subject
+    /// `dlq.deliveries.{channel}`), created with `settings` when absent.
+    pub async fn for_channel(
+        js: &jetstream::Context,
+        outbox_stream: &str,
+        channel: &str,
+        settings: &DeadLetterSettings,
+    ) -> anyhow::Result<DeadLetters> {
+        let stream = create_stream(js, DELIVERIES_DLQ_STREAM, DELIVERIES_DLQ_FILTER, settings).await?;
+        let max_age = stream.cached_info().config.max_age;
+        Ok(DeadLetters {
+            js: js.clone(),
+            // Each channel dead-letters the same job on its own: the channel is part of the id.
+            source_stream: format!("{outbox_stream}:{channel}"),
+            max_age: (!max_age.is_zero()).then_some(max_age),
+            subject: Some(format!("{DLQ_PREFIX}deliveries.{channel}")),
         })
     }
 
@@ -104,7 +130,10 @@ impl DeadLetters {
         if let Some(size) = truncated_from {
             message = message.header(header::TRUNCATED, size.to_string().as_str());
         }
-        let subject = format!("{DLQ_PREFIX}{}", delivery.subject);
+        let subject = match &self.subject {
+            Some(subject) => subject.clone(),
+            None => format!("{DLQ_PREFIX}{}", delivery.subject),
+        };
         let ack = self
             .js
             .send_publish(subject, message)
@@ -120,9 +149,18 @@ pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &DeadLetterSettings,
 ) -> anyhow::Result<stream::Stream> {
+    create_stream(js, DLQ_STREAM, DLQ_FILTER, settings).await
+}
+
+async fn create_stream(
+    js: &jetstream::Context,
+    name: &str,
+    filter: &str,
+    settings: &DeadLetterSettings,
+) -> anyhow::Result<stream::Stream> {
     js.get_or_create_stream(stream::Config {
-        name: DLQ_STREAM.to_owned(),
-        subjects: vec![DLQ_FILTER.to_owned()],
+        name: name.to_owned(),
+        subjects: vec![filter.to_owned()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         // Bounded, so tombstones (kept at least this long: see `run`) cover any replay.
@@ -138,7 +176,7 @@ pub async fn ensure_stream(
         ..Default::default()
     })
     .await
-    .with_context(|| format!("cannot read or create the dead-letter stream {DLQ_STREAM}"))
+    .with_context(|| format!("cannot read or create the dead-letter stream {name}"))
 }
 
 /// One line, at most [`MAX_ERROR_BYTES`], cut on a character boundary.

@@ -17,6 +17,8 @@ pub struct Delivery {
     /// Where the event stands in the order of all events: the stream's creation time and
     /// the stream sequence, or the original's when `dlq replay` republished it.
     pub version: Version,
+    /// When the stream stored it (JetStream only): the delivery stage measures from it.
+    pub published: Option<time::OffsetDateTime>,
     /// `None` in core mode: there is nothing to acknowledge.
     acker: Option<Acker>,
 }
@@ -36,12 +38,13 @@ impl Delivery {
         message: async_nats::jetstream::Message,
         stream_created_micros: u64,
     ) -> Delivery {
-        let (stream_sequence, delivered) = match message.info() {
+        let (stream_sequence, delivered, published) = match message.info() {
             Ok(info) => (
                 Some(info.stream_sequence),
                 u64::try_from(info.delivered).unwrap_or(1),
+                Some(info.published),
             ),
-            Err(_) => (None, 1),
+            Err(_) => (None, 1, None),
         };
         let own =
             Version::new(stream_created_micros, stream_sequence.unwrap_or(0)).unwrap_or(Version::LEGACY);
@@ -59,6 +62,7 @@ impl Delivery {
             stream_sequence,
             delivered,
             version,
+            published,
             acker,
         }
     }
@@ -70,6 +74,7 @@ impl Delivery {
             stream_sequence: None,
             delivered: 1,
             version: Version::received_now(),
+            published: None,
             acker: None,
         }
     }
@@ -82,6 +87,7 @@ impl Delivery {
             stream_sequence: Some(stream_sequence),
             delivered: 1,
             version,
+            published: None,
             acker: None,
         }
     }

@@ -59,12 +59,21 @@ pub async fn ensure_consumer(
     stream: &stream::Stream,
     name: &str,
 ) -> anyhow::Result<(consumer::PullConsumer, ConsumerLimits)> {
+    ensure_consumer_on(stream, name, SUBJECT_FILTER).await
+}
+
+/// [`ensure_consumer`] for subjects `filter` (the delivery stage's consumers read the outbox).
+pub async fn ensure_consumer_on(
+    stream: &stream::Stream,
+    name: &str,
+    filter: &str,
+) -> anyhow::Result<(consumer::PullConsumer, ConsumerLimits)> {
     let mut consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             name,
             consumer::pull::Config {
                 durable_name: Some(name.to_owned()),
-                filter_subject: SUBJECT_FILTER.to_owned(),
+                filter_subject: filter.to_owned(),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: ACK_WAIT,
                 max_ack_pending: MAX_ACK_PENDING,

@@ -8,9 +8,10 @@ mod jetstream;
 mod source;
 
 pub use connection::{connect, install_tls_provider};
-pub use dead_letter::{DLQ_PREFIX, DLQ_STREAM, DeadLetters, header as dlq_header};
+pub use dead_letter::{DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, DeadLetters, header as dlq_header};
 pub use delivery::Delivery;
 pub use jetstream::{
-    ConsumerLimits, ConsumerRefused, ensure_consumer, ensure_stream, publish, publish_with_headers,
+    ConsumerLimits, ConsumerRefused, ensure_consumer, ensure_consumer_on, ensure_stream, publish,
+    publish_with_headers,
 };
 pub use source::Source;

@@ -3,8 +3,8 @@
 
 mod breaker;
 mod health;
-mod keep_alive;
-mod ordering;
+pub(crate) mod keep_alive;
+pub(crate) mod ordering;
 mod outcome;
 mod retry;
 mod worker;

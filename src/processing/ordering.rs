@@ -23,6 +23,13 @@ impl OrderKey {
         change.action_key().hash(&mut hasher);
         OrderKey(hasher.finish())
     }
+
+    /// The key of anything named by one string (the delivery stage: a notification's id).
+    pub fn of_name(name: &str) -> OrderKey {
+        let mut hasher = DefaultHasher::new();
+        name.hash(&mut hasher);
+        OrderKey(hasher.finish())
+    }
 }
 
 pub struct Sequencer<J> {

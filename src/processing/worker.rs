@@ -8,11 +8,12 @@ use super::keep_alive::{Held, HeldDeliveries};
 use super::ordering::{OrderKey, Sequencer};
 use super::outcome::{self, Outcome};
 use super::retry::{RetryDecision, decide};
+use crate::delivery::Announcer;
 use crate::domain::{
     Change, Decision, EventPolicy, Reason, Rejection, Timestamp, event_type_label, parse_event,
 };
 use crate::input::{DeadLetters, Delivery, Source};
-use crate::store::{Applied, ErrorKind, NotificationStore, StoreError};
+use crate::store::{ErrorKind, NotificationStore, Report, StoreError};
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,9 @@ pub struct WorkerSettings {
 pub struct Observers {
     pub metrics: Arc<Metrics>,
     pub health: Arc<StoreHealth>,
+    /// Told what each applied event did, before it is acknowledged: the delivery stage's
+    /// outbox. `None` when no delivery channel is enabled.
+    pub announcer: Option<Arc<Announcer>>,
 }
 
 /// One valid event waiting for, or running in, its key's lane.
@@ -79,6 +83,7 @@ struct Shared<S> {
     metrics: Arc<Metrics>,
     dead_letters: Option<DeadLetters>,
     health: Arc<StoreHealth>,
+    announcer: Option<Arc<Announcer>>,
     sequencer: Sequencer<Job>,
     held: Arc<HeldDeliveries>,
     breaker: RejectionBreaker,
@@ -106,6 +111,7 @@ pub async fn run<S: NotificationStore>(
         metrics: observers.metrics,
         dead_letters,
         health: observers.health,
+        announcer: observers.announcer,
         sequencer: Sequencer::new(),
         held: Arc::default(),
         breaker: RejectionBreaker::default(),
@@ -281,6 +287,7 @@ async fn dispatch<S: NotificationStore>(
             );
         }
         Ok((event_type, Decision::Apply(change))) => {
+            let change = change.identified(delivery.version);
             let key = OrderKey::of(&change);
             let job = Job {
                 delivery,
@@ -384,9 +391,25 @@ async fn run_lane<S: NotificationStore>(shared: Arc<Shared<S>>, key: OrderKey, f
     loop {
         let mut interrupted = false;
         let outcome = match apply_with_retry(&shared, &job).await {
-            Attempt::Applied(applied) => {
-                job.delivery.ack().await;
-                Outcome::Applied(applied)
+            Attempt::Applied(report) => {
+                // Announced before the ack: a crash in between redelivers the event, and
+                // the store reports the same again (see `delivery::outbox`).
+                let announced = match &shared.announcer {
+                    Some(announcer) => {
+                        announcer
+                            .announce(&job.change, job.delivery.version, &report, &shared.shutdown)
+                            .await
+                    }
+                    None => Ok(()),
+                };
+                if announced.is_ok() {
+                    job.delivery.ack().await;
+                    Outcome::Applied(report.applied)
+                } else {
+                    interrupted = true;
+                    job.delivery.hand_back(HAND_BACK_DELAY).await;
+                    Outcome::HandedBack
+                }
             }
             Attempt::Refused(rejection) => {
                 reject(&shared, &job.delivery, rejection, Outcome::DeadLettered).await
@@ -426,7 +449,7 @@ fn report_job<S>(shared: &Shared<S>, outcome: &Outcome, job: &Job) {
 }
 
 enum Attempt {
-    Applied(Applied),
+    Applied(Report),
     /// The store refuses this change for good.
     Refused(Rejection),
     /// Shutdown came while the store was failing.
@@ -449,7 +472,10 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
             .await
             .expect("the semaphore is never closed");
         let started = Instant::now();
-        let result = shared.store.apply(&job.change, job.delivery.version).await;
+        let result = shared
+            .store
+            .apply_reported(&job.change, job.delivery.version)
+            .await;
         shared.metrics.store_request(operation, started.elapsed());
         drop(call);
         let mut error = match result {

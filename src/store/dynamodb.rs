@@ -20,7 +20,7 @@
 //! docs/reliability.md walks through the interleavings, each with its test.
 
 use super::versioning::{CreatePlan, Life, plan_create};
-use super::{Applied, ErrorKind, NotificationStore, StoreError};
+use super::{Applied, ErrorKind, NotificationStore, Report, StoreError};
 use crate::domain::{Change, FeedItem, Id, Notification, Timestamp, Version};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -572,12 +572,13 @@ impl NotificationStore for DynamoDbStore {
         }
     }
 
-    async fn apply(&self, change: &Change, version: Version) -> Result<Applied, StoreError> {
+    async fn apply_reported(&self, change: &Change, version: Version) -> Result<Report, StoreError> {
         match change {
-            Change::Create(notification) => self.create(notification, version).await,
-            Change::Remove { owner, action_key } => {
-                self.remove(owner.as_str(), action_key.as_str(), version).await
-            }
+            Change::Create(notification) => self.create(notification, version).await.map(Report::from),
+            Change::Remove { owner, action_key } => self
+                .remove(owner.as_str(), action_key.as_str(), version)
+                .await
+                .map(Report::from),
         }
     }
 

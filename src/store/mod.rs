@@ -61,6 +61,31 @@ impl Applied {
     }
 }
 
+/// A notification's life that a remove ended: the id it had and the version of the event
+/// that created it. The delivery stage tells clients the notification is gone by its id,
+/// and waits for the creating event to be settled first (see `delivery::outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub id: String,
+    pub created: Version,
+}
+
+/// What a change did, with what the delivery stage needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub applied: Applied,
+    /// Set when `applied` is [`Applied::Removed`]: the life this remove ended. Reported
+    /// again when the same remove is redelivered (its tombstone remembers the life it
+    /// ended), as a redelivered create is reported `Created` again.
+    pub ended: Option<Ended>,
+}
+
+impl From<Applied> for Report {
+    fn from(applied: Applied) -> Report {
+        Report { applied, ended: None }
+    }
+}
+
 /// The behaviour every store promises (SPEC.md, "Semantics"):
 /// - `apply` takes the event's [`Version`] and follows [`versioning`]: whatever order and
 ///   however often a key's changes arrive, from however many processes, the key ends live
@@ -81,7 +106,20 @@ pub trait NotificationStore: Send + Sync + 'static {
         &self,
         change: &Change,
         version: Version,
-    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send {
+        async move {
+            self.apply_reported(change, version)
+                .await
+                .map(|report| report.applied)
+        }
+    }
+
+    /// [`NotificationStore::apply`], also saying which life a remove ended (see [`Report`]).
+    fn apply_reported(
+        &self,
+        change: &Change,
+        version: Version,
+    ) -> impl Future<Output = Result<Report, StoreError>> + Send;
 
     /// Answers whether the store can be used right now (reachable, schema or table present),
     /// cheaply: it runs every few seconds for readiness.
@@ -162,10 +200,10 @@ impl NotificationStore for AnyStore {
         }
     }
 
-    async fn apply(&self, change: &Change, version: Version) -> Result<Applied, StoreError> {
+    async fn apply_reported(&self, change: &Change, version: Version) -> Result<Report, StoreError> {
         match self {
-            AnyStore::Sqlite(store) => store.apply(change, version).await,
-            AnyStore::DynamoDb(store) => store.apply(change, version).await,
+            AnyStore::Sqlite(store) => store.apply_reported(change, version).await,
+            AnyStore::DynamoDb(store) => store.apply_reported(change, version).await,
         }
     }
 

@@ -7,7 +7,7 @@
 
 use super::versioning::{CreatePlan, Life, plan_create, plan_remove};
 use super::wal::{self, BUSY_TIMEOUT, DEFAULT_WAL_MAX, WalBound, WalStats};
-use super::{Applied, ErrorKind, Limits, NotificationStore, StoreError};
+use super::{Applied, ErrorKind, Limits, NotificationStore, Report, StoreError};
 use crate::domain::{Change, FeedItem, Id, Timestamp, Version};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -502,7 +502,7 @@ impl NotificationStore for SqliteStore {
         .await
     }
 
-    async fn apply(&self, change: &Change, version: Version) -> Result<Applied, StoreError> {
+    async fn apply_reported(&self, change: &Change, version: Version) -> Result<Report, StoreError> {
         let (reply, outcome) = oneshot::channel();
         let request = Request {
             write: Write::new(change, version, self.tombstone_ttl),
@@ -510,7 +510,7 @@ impl NotificationStore for SqliteStore {
         };
         let writer_gone = || StoreError::new(ErrorKind::Systemic, "sqlite writer thread stopped");
         self.writer.send(request).map_err(|_| writer_gone())?;
-        outcome.await.map_err(|_| writer_gone())?
+        outcome.await.map_err(|_| writer_gone())?.map(Report::from)
     }
 
     async fn probe(&self) -> Result<(), StoreError> {

@@ -57,8 +57,79 @@ struct VersionLabels {
     version: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
+/// Outcomes counted in `notification_worker_deliveries_total`: a job sent and accepted, a
+/// failed send that will be tried again, a job given up on.
+pub const DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "retried", "dead_lettered"];
+
+/// The delivery stage's series, per channel; only enabled channels' series exist.
+struct DeliveryMetrics {
+    deliveries: Family<DeliveryLabels, Counter>,
+    latency: Family<ChannelLabels, Histogram>,
+    outbox_pending: Family<ChannelLabels, Gauge>,
+    outbox_jobs: Family<KindLabels, Counter>,
+    outbox_lost: Counter,
+}
+
+impl DeliveryMetrics {
+    fn register(registry: &mut Registry) -> DeliveryMetrics {
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Delivery jobs by channel and outcome (delivered, retried, dead_lettered)",
+            deliveries.clone(),
+        );
+        let latency = Family::<ChannelLabels, Histogram>::new_with_constructor(|| {
+            // 5 ms to ~10 min: a channel that was down delivers its backlog late.
+            Histogram::new(exponential_buckets(0.005, 3.0, 13))
+        });
+        registry.register_with_unit(
+            "delivery_latency",
+            "From the job's commit to the outbox to the channel's acceptance, per channel",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let outbox_pending = Family::<ChannelLabels, Gauge>::default();
+        registry.register(
+            "outbox_pending",
+            "Delivery jobs in the outbox not yet delivered to the channel's consumer",
+            outbox_pending.clone(),
+        );
+        let outbox_jobs = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "outbox_jobs",
+            "Delivery jobs announced to the outbox, by kind (created, updated, removed)",
+            outbox_jobs.clone(),
+        );
+        let outbox_lost = Counter::default();
+        registry.register(
+            "outbox_lost",
+            "Notifications stored but not announced because the outbox stream was missing",
+            outbox_lost.clone(),
+        );
+        DeliveryMetrics {
+            deliveries,
+            latency,
+            outbox_pending,
+            outbox_jobs,
+            outbox_lost,
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    delivery: DeliveryMetrics,
     events: Family<EventLabels, Counter>,
     event_duration: Histogram,
     store_duration: Family<OperationLabels, Histogram>,
@@ -250,6 +321,7 @@ impl Metrics {
             rejection_breaker_open.clone(),
         );
         let sqlite = SqliteWalMetrics::register(&mut registry);
+        let delivery = DeliveryMetrics::register(&mut registry);
         let build_info = Family::<VersionLabels, Gauge>::default();
         registry.register("build_info", "The running version", build_info.clone());
         build_info
@@ -260,6 +332,7 @@ impl Metrics {
 
         let metrics = Metrics {
             registry,
+            delivery,
             events,
             event_duration,
             store_duration,
@@ -293,11 +366,67 @@ impl Metrics {
                 .store_errors
                 .get_or_create(&KindLabels { kind: kind.as_str() });
         }
-        for reason in Reason::ALL {
+        // Events are never refused by a channel: that reason is the delivery stage's.
+        for reason in Reason::ALL
+            .into_iter()
+            .filter(|reason| *reason != Reason::ChannelRejected)
+        {
             let _ = self.dead_letters.get_or_create(&ReasonLabels {
                 reason: reason.code(),
             });
         }
+    }
+
+    /// Creates a delivery channel's series at zero (called for each enabled channel), and
+    /// the outbox's.
+    pub fn enable_channel(&self, channel: &'static str) {
+        for outcome in DELIVERY_OUTCOMES {
+            let _ = self
+                .delivery
+                .deliveries
+                .get_or_create(&DeliveryLabels { channel, outcome });
+        }
+        let _ = self.delivery.latency.get_or_create(&ChannelLabels { channel });
+        let _ = self
+            .delivery
+            .outbox_pending
+            .get_or_create(&ChannelLabels { channel });
+        for kind in ["created", "updated", "removed"] {
+            let _ = self.delivery.outbox_jobs.get_or_create(&KindLabels { kind });
+        }
+    }
+
+    /// A delivery job's outcome on `channel`; `latency`: seconds since it was committed to
+    /// the outbox, for delivered jobs.
+    pub fn delivery_settled(&self, channel: &'static str, outcome: &'static str, latency: Option<f64>) {
+        self.delivery
+            .deliveries
+            .get_or_create(&DeliveryLabels { channel, outcome })
+            .inc();
+        if let Some(seconds) = latency {
+            self.delivery
+                .latency
+                .get_or_create(&ChannelLabels { channel })
+                .observe(seconds);
+        }
+    }
+
+    pub fn set_outbox_pending(&self, channel: &'static str, pending: u64) {
+        self.delivery
+            .outbox_pending
+            .get_or_create(&ChannelLabels { channel })
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    pub fn outbox_published(&self, kind: &'static str) {
+        self.delivery
+            .outbox_jobs
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    pub fn outbox_lost(&self) {
+        self.delivery.outbox_lost.inc();
     }
 
     pub fn event_settled(&self, event_type: &'static str, outcome: &'static str, took: Duration) {
