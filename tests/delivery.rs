@@ -1,0 +1,541 @@
+//! The delivery stage, end to end: the worker binary stores events and tells people on the
+//! channels it is given, against real servers (nats-server for the outbox and the `nats`
+//! channel, an HTTP receiver that verifies Standard Webhooks signatures independently).
+//! Channel `pusher` against a real Pusher-protocol server is in tests/pusher.rs.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::webhook::{self, WebhookReceiver};
+use support::*;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn unlike(owner: &str, trigger: &str, resource: &str) -> String {
+    like(owner, trigger, resource)
+}
+
+fn with_nats_channel(mut env: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    env.push(("REALTIME_NATS_SUBJECT", "users.{owner}.notifications".into()));
+    env
+}
+
+fn with_webhook(
+    mut env: Vec<(&'static str, String)>,
+    receiver: &WebhookReceiver,
+) -> Vec<(&'static str, String)> {
+    env.push(("WEBHOOK_URL", receiver.url()));
+    env.push(("WEBHOOK_SECRET", webhook::SECRET.into()));
+    env
+}
+
+/// Every realtime message received on `users.*.notifications`, in arrival order.
+#[derive(Clone, Default)]
+struct Realtime(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
+
+impl Realtime {
+    async fn subscribe(nats: &NatsServer, subject: &str) -> Realtime {
+        let client = nats.client().await;
+        let mut subscriber = client.subscribe(subject.to_owned()).await.unwrap();
+        client.flush().await.unwrap();
+        let realtime = Realtime::default();
+        let received = Arc::clone(&realtime.0);
+        tokio::spawn(async move {
+            let _client = client;
+            while let Some(message) = futures::StreamExt::next(&mut subscriber).await {
+                let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+                received.lock().unwrap().push((message.subject.to_string(), body));
+            }
+        });
+        realtime
+    }
+
+    fn messages(&self) -> Vec<(String, serde_json::Value)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// (event, id) of every message, in arrival order.
+    fn events(&self) -> Vec<(String, String)> {
+        self.messages()
+            .into_iter()
+            .map(|(_, body)| {
+                (
+                    body["event"].as_str().unwrap().to_owned(),
+                    body["data"]["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn count(&self, event: &str) -> usize {
+        self.events().iter().filter(|(name, _)| name == event).count()
+    }
+}
+
+fn stored_ids(dir: &std::path::Path) -> HashMap<(String, String), String> {
+    let connection = sqlite(dir);
+    let mut statement = connection
+        .prepare("SELECT owner, action_key, id FROM notifications")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Waits until the channel's consumer has nothing pending or unacknowledged.
+async fn wait_until_delivered(nats: &NatsServer, channel: &str) {
+    let js = nats.jetstream().await;
+    let name = format!("notification-delivery-{channel}");
+    eventually(&format!("{name} drained"), WITHIN, || {
+        let js = js.clone();
+        let name = name.clone();
+        async move {
+            let Ok(stream) = js.get_stream("NOTIFICATION_DELIVERIES").await else {
+                return false;
+            };
+            let Ok(mut consumer) = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
+                .await
+            else {
+                return false;
+            };
+            let info = consumer.info().await.unwrap();
+            let last = stream.clone().info().await.unwrap().state.last_sequence;
+            info.num_pending == 0 && info.num_ack_pending == 0 && info.ack_floor.stream_sequence == last
+        }
+    })
+    .await;
+}
+
+/// Every dead letter of the delivery stage (empty when the stream does not exist).
+async fn delivery_dead_letters(nats: &NatsServer) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let js = nats.jetstream().await;
+    let Ok(mut stream) = js.get_stream("DELIVERIES_DLQ").await else {
+        return Vec::new();
+    };
+    let state = stream.info().await.unwrap().state.clone();
+    let mut letters = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            letters.push(message);
+        }
+    }
+    letters
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_channel_nothing_changes_and_no_outbox_exists() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-456", "post-789"),
+    )
+    .await;
+    wait_until("stored", WITHIN, || count_rows(dir.path()) == 1);
+    assert!(
+        js.get_stream("NOTIFICATION_DELIVERIES").await.is_err(),
+        "no channel: no outbox"
+    );
+    assert!(
+        !worker
+            .logs()
+            .iter()
+            .any(|line| line.contains("delivery stage started"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_like_reaches_the_owners_subject_and_its_unlike_follows() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let _worker = Worker::start(dir.path(), &with_nats_channel(base_env(&nats, dir.path())));
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-456", "post-789"),
+    )
+    .await;
+    // An owner id with a dot stays inside its own subject token.
+    publish(
+        &js,
+        "notifications.post.like",
+        like("alice.x", "user-456", "post-789"),
+    )
+    .await;
+    eventually("two new-notifications", WITHIN, || async {
+        realtime.count("new-notification") == 2
+    })
+    .await;
+
+    let stored = stored_ids(dir.path());
+    let id = &stored[&(
+        "user-123".to_owned(),
+        "user-456#post-789#1#0001-01-01T00:00:00Z".to_owned(),
+    )];
+    let messages = realtime.messages();
+    let (subject, body) = messages
+        .iter()
+        .find(|(_, body)| body["data"]["owner"] == "user-123")
+        .unwrap();
+    assert_eq!(subject, "users.user-123.notifications");
+    assert_eq!(body["event"], "new-notification");
+    let data = &body["data"];
+    assert_eq!(&data["id"], id.as_str());
+    for (field, value) in [
+        ("owner", "user-123"),
+        ("userid", "user-456"),
+        ("username", "Test User"),
+        ("resource_type", "POST"),
+        ("resource_id", "post-789"),
+        ("created_at", "2025-12-09T22:06:40Z"),
+    ] {
+        assert_eq!(data[field], value, "{field}");
+    }
+    assert_eq!(
+        (data["action"].as_i64(), data["read_status"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert!(data["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(data.get("action_key").is_none());
+    assert!(
+        messages
+            .iter()
+            .any(|(subject, _)| subject == "users.alice=2Ex.notifications")
+    );
+
+    publish(
+        &js,
+        "notifications.post.unlike",
+        unlike("user-123", "user-456", "post-789"),
+    )
+    .await;
+    eventually("the removal", WITHIN, || async {
+        realtime.count("notification-removed") == 1
+    })
+    .await;
+    let events = realtime.events();
+    let removed = events
+        .iter()
+        .position(|(event, _)| event == "notification-removed")
+        .unwrap();
+    assert_eq!(events[removed].1, *id);
+    assert!(events[..removed].contains(&("new-notification".to_owned(), id.clone())));
+    let (_, removal) = realtime.messages().into_iter().nth(removed).unwrap();
+    assert_eq!(
+        removal["data"]["action_key"],
+        "user-456#post-789#1#0001-01-01T00:00:00Z"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_like_published_twice_notifies_once() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let worker = Worker::start(dir.path(), &with_nats_channel(base_env(&nats, dir.path())));
+    let js = nats.jetstream().await;
+    for _ in 0..2 {
+        publish(
+            &js,
+            "notifications.post.like",
+            like("user-123", "user-456", "post-789"),
+        )
+        .await;
+    }
+    wait_until("both settled", WITHIN, || {
+        worker.count("created") + worker.count("duplicate") == 2
+    });
+    wait_until_delivered(&nats, "nats").await;
+    assert_eq!(realtime.count("new-notification"), 1, "{:?}", realtime.events());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_and_carry_the_job_id() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = WebhookReceiver::start();
+    let _worker = Worker::start(dir.path(), &with_webhook(base_env(&nats, dir.path()), &receiver));
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-456", "post-789"),
+    )
+    .await;
+    eventually("the webhook", WITHIN, || async {
+        !receiver.accepted().is_empty()
+    })
+    .await;
+    publish(
+        &js,
+        "notifications.post.unlike",
+        unlike("user-123", "user-456", "post-789"),
+    )
+    .await;
+    eventually("the second webhook", WITHIN, || async {
+        receiver.accepted().len() == 2
+    })
+    .await;
+
+    let accepted = receiver.accepted();
+    let created = &accepted[0];
+    let id = created.body["data"]["id"].as_str().unwrap();
+    assert_eq!(created.id, id, "webhook-id is the job's message id");
+    assert_eq!(created.body["type"], "notification.created");
+    assert_eq!(
+        created.body["data"]["action_key"],
+        "user-456#post-789#1#0001-01-01T00:00:00Z"
+    );
+    assert!((created.timestamp - time::OffsetDateTime::now_utc().unix_timestamp()).abs() < 60);
+    let removed = &accepted[1];
+    assert_eq!(removed.body["type"], "notification.removed");
+    assert_eq!(removed.id, format!("{id}_removed"));
+    assert_eq!(receiver.forged(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_fails_for_a_while_gets_every_job_and_none_is_dead_lettered() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = WebhookReceiver::start();
+    let _worker = Worker::start(dir.path(), &with_webhook(base_env(&nats, dir.path()), &receiver));
+    let js = nats.jetstream().await;
+    // First 503s (with Retry-After), then no server at all for 10 s, mid-load.
+    receiver.answer(503);
+    const LIKES: usize = 300;
+    for i in 0..LIKES / 2 {
+        publish(
+            &js,
+            "notifications.post.like",
+            like(&format!("owner-{}", i % 7), &format!("fan-{i}"), "post-1"),
+        )
+        .await;
+    }
+    eventually("refusals", WITHIN, || async { receiver.refused() > 0 }).await;
+    receiver.stop();
+    let stopped = std::time::Instant::now();
+    for i in LIKES / 2..LIKES {
+        publish(
+            &js,
+            "notifications.post.like",
+            like(&format!("owner-{}", i % 7), &format!("fan-{i}"), "post-1"),
+        )
+        .await;
+    }
+    // Storing does not wait for the channel.
+    wait_until("every like stored while the receiver is down", WITHIN, || {
+        count_rows(dir.path()) == LIKES as i64
+    });
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "stored within the outage"
+    );
+    while stopped.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver.answer(200);
+    receiver.restart();
+    eventually("every like delivered", Duration::from_secs(120), || async {
+        receiver
+            .accepted()
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<HashSet<_>>()
+            .len()
+            == LIKES
+    })
+    .await;
+    assert!(delivery_dead_letters(&nats).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_job_is_dead_lettered_on_its_channel_only() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = WebhookReceiver::start();
+    receiver.answer(400);
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let env = with_nats_channel(with_webhook(base_env(&nats, dir.path()), &receiver));
+    let _worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-456", "post-789"),
+    )
+    .await;
+    let letters = loop {
+        let letters = delivery_dead_letters(&nats).await;
+        if !letters.is_empty() {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].subject.as_str(), "dlq.deliveries.webhook");
+    assert_eq!(header(&letters[0], "Dlq-Reason"), "channel_rejected");
+    assert!(
+        header(&letters[0], "Dlq-Error").contains("400"),
+        "{}",
+        header(&letters[0], "Dlq-Error")
+    );
+    // The other channel and the feed are untouched by the refusal.
+    eventually("the realtime message", WITHIN, || async {
+        realtime.count("new-notification") == 1
+    })
+    .await;
+    assert_eq!(count_rows(dir.path()), 1);
+}
+
+/// Two replicas on one consumer; every key published like → unlike → like or like → unlike
+/// back to back. Every notification left live reached the subscriber, and every removal
+/// reached it after its notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_keep_each_notifications_jobs_in_order() {
+    const KEYS: usize = 1_500;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let env = with_nats_channel(base_env(&nats, dir.path()));
+    let workers = [Worker::start(dir.path(), &env), Worker::start(dir.path(), &env)];
+    let js = nats.jetstream().await;
+    let mut pending = Vec::new();
+    for key in 0..KEYS {
+        let (owner, trigger) = (format!("owner-{}", key % 53), format!("fan-{key}"));
+        let mut script = vec![
+            ("notifications.post.like", like(&owner, &trigger, "post-1")),
+            ("notifications.post.unlike", unlike(&owner, &trigger, "post-1")),
+        ];
+        if key % 2 == 0 {
+            script.push(("notifications.post.like", like(&owner, &trigger, "post-1")));
+        }
+        for (subject, body) in script {
+            pending.push(js.publish(subject, body.into()).await.unwrap());
+        }
+        if pending.len() >= 500 {
+            for ack in pending.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.unwrap();
+    }
+    wait_until("every event settled", Duration::from_secs(180), || {
+        workers
+            .iter()
+            .map(|w| {
+                w.count("created")
+                    + w.count("removed")
+                    + w.count("absent")
+                    + w.count("superseded")
+                    + w.count("duplicate")
+            })
+            .sum::<usize>()
+            >= KEYS * 2 + KEYS / 2
+    });
+    wait_until_delivered(&nats, "nats").await;
+    let stored = stored_ids(dir.path());
+    assert_eq!(stored.len(), KEYS / 2);
+    let events = realtime.events();
+    let created: HashSet<&String> = events
+        .iter()
+        .filter(|(e, _)| e == "new-notification")
+        .map(|(_, id)| id)
+        .collect();
+    let missing: Vec<_> = stored.values().filter(|id| !created.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} live notifications never reached the subscriber",
+        missing.len()
+    );
+    let mut seen = HashSet::new();
+    let mut early = Vec::new();
+    for (event, id) in &events {
+        match event.as_str() {
+            "new-notification" => {
+                seen.insert(id.clone());
+            }
+            "notification-removed" if !seen.contains(id) => early.push(id.clone()),
+            _ => {}
+        }
+    }
+    assert!(
+        early.is_empty(),
+        "{} removals arrived before their notification",
+        early.len()
+    );
+    let removals = events.iter().filter(|(e, _)| e == "notification-removed").count();
+    assert!(removals >= KEYS, "every key's first life was removed: {removals}");
+}
+
+/// 10,000 likes while the worker is SIGKILLed three times: every stored notification reaches
+/// the subscriber at least once; the kills may repeat some (reported, not hidden).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_between_commit_and_send_lose_no_delivery() {
+    const LIKES: usize = 10_000;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let env = with_nats_channel(base_env(&nats, dir.path()));
+    let js = nats.jetstream().await;
+    let mut worker = Worker::start(dir.path(), &env);
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            let mut pending = Vec::new();
+            for i in 0..LIKES {
+                let body = like(
+                    &format!("owner-{}", i % 211),
+                    &format!("fan-{i}"),
+                    &format!("post-{}", i % 13),
+                );
+                pending.push(js.publish("notifications.post.like", body.into()).await.unwrap());
+                if pending.len() >= 500 {
+                    for ack in pending.drain(..) {
+                        ack.await.unwrap();
+                    }
+                }
+            }
+            for ack in pending {
+                ack.await.unwrap();
+            }
+        })
+    };
+    for kill in 1..=3 {
+        let target = (LIKES as i64 * kill) / 4;
+        wait_until("progress before a kill", Duration::from_secs(120), || {
+            count_rows(dir.path()) >= target
+        });
+        worker.kill();
+        worker = Worker::start(dir.path(), &env);
+    }
+    publisher.await.unwrap();
+    wait_until("every like stored", Duration::from_secs(180), || {
+        count_rows(dir.path()) == LIKES as i64
+    });
+    let stored = stored_ids(dir.path());
+    eventually(
+        "every notification delivered",
+        Duration::from_secs(180),
+        || async {
+            let delivered: HashSet<String> = realtime.events().into_iter().map(|(_, id)| id).collect();
+            stored.values().all(|id| delivered.contains(id))
+        },
+    )
+    .await;
+    wait_until_delivered(&nats, "nats").await;
+    let repeats = realtime.count("new-notification") - LIKES;
+    println!("three SIGKILLs during {LIKES} likes: {repeats} repeated deliveries");
+    drop(worker);
+}
