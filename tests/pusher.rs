@@ -292,3 +292,56 @@ async fn each_refusal_becomes_what_pusher_means_by_it() {
         assert!(error.message.contains(&status[..3]), "{error}");
     }
 }
+
+/// The whole path: an event on NATS, stored by the worker, announced to the outbox, sent
+/// by the worker's pusher channel to sockudo, received by a browser-like subscriber; and a
+/// repeated event is not delivered again.
+#[tokio::test]
+async fn an_event_on_nats_reaches_the_owners_subscriber_through_the_worker() {
+    let server = Sockudo::start();
+    let mut subscriber = server.subscriber().await;
+    subscriber.subscribe("private-user-owner-e2e-notifications").await;
+    let nats = support::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::base_env(&nats, dir.path());
+    env.extend(server.worker_env("private-user-{owner}-notifications"));
+    let worker = support::Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+
+    let event = support::like("owner-e2e", "trigger-1", "post-1");
+    support::publish(&js, "notifications.post.like", event.clone()).await;
+    let Some(received) = subscriber.next_event(Duration::from_secs(30)).await else {
+        panic!(
+            "nothing reached sockudo; worker logs:\n{}\nsockudo log:\n{}",
+            worker.logs().join("\n"),
+            server.log()
+        );
+    };
+    assert_eq!(received.event, "new-notification");
+    assert_eq!(received.channel, "private-user-owner-e2e-notifications");
+    let stored_id: String = support::sqlite(dir.path())
+        .query_row(
+            "SELECT id FROM notifications WHERE owner = 'owner-e2e'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(received.data["id"], stored_id.as_str());
+    assert_eq!(received.data["owner"], "owner-e2e");
+    assert_eq!(received.data["userid"], "trigger-1");
+    assert_eq!(received.data["resource_id"], "post-1");
+    assert_eq!(received.data["username"], "Test User");
+    let version = received.data["version"].as_str().expect("a version string");
+    assert!(
+        !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()),
+        "{version}"
+    );
+    assert!(received.data.get("action_key").is_none(), "{}", received.data);
+
+    // The same event again changes nothing, so nothing is announced.
+    support::publish(&js, "notifications.post.like", event).await;
+    assert!(
+        subscriber.next_event(Duration::from_secs(2)).await.is_none(),
+        "a repeated event was delivered again"
+    );
+}
