@@ -196,6 +196,9 @@ async fn no_server_is_worth_retrying() {
     for result in results {
         let error = result.unwrap_err();
         assert_eq!(error.kind, Failure::Transient { retry_after: None }, "{error}");
+        // Said plainly, without the signed URL (it goes to logs and dead letters).
+        assert!(error.message.contains("refused"), "{error}");
+        assert!(!error.message.contains("auth_signature"), "{error}");
     }
 
     // A server that takes the connection and never answers: the timeout.

@@ -129,7 +129,13 @@ impl PusherChannel {
             .body(body)
             .send()
             .await
-            .map_err(|error| SendError::transient(format!("cannot reach Pusher: {}", error_chain(&error))))?;
+            // Without the URL: its query holds the key and a signature, not for logs.
+            .map_err(|error| {
+                SendError::transient(format!(
+                    "cannot reach Pusher: {}",
+                    error_chain(&error.without_url())
+                ))
+            })?;
         let status = response.status().as_u16();
         let retry_after = channel::parse_retry_after(
             response
