@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite starts by itself: nats-server and the pinned dynalite
-# (a DynamoDB-compatible server on Node.js). Safe to run again; does nothing when all is there.
+# Installs what the test suite starts by itself: nats-server, the pinned dynalite
+# (a DynamoDB-compatible server on Node.js) and the pinned sockudo (a Pusher-protocol server). Safe to run again; does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +24,15 @@ stamp=tests/dynalite/node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
   echo "installing the pinned dynalite (npm ci)" >&2
   npm ci --prefix tests/dynalite --no-audit --no-fund --loglevel=error
+fi
+
+# sockudo, the Pusher-protocol server tests/pusher.rs sends to (tests/support/sockudo.rs is
+# written against this release's environment variables). Built from crates.io: its build
+# needs protoc. Only the local adapter: no Redis, NATS or database clients to build.
+sockudo_version=5.2.0
+sockudo="${CARGO_HOME:-$HOME/.cargo}/bin/sockudo"
+if [ ! -x "$sockudo" ] || [ "$("$sockudo" --version 2>/dev/null)" != "sockudo $sockudo_version" ]; then
+  command -v protoc >/dev/null || apt_install protoc protobuf-compiler
+  echo "installing sockudo $sockudo_version (cargo install; takes several minutes)" >&2
+  cargo install sockudo --version "$sockudo_version" --locked --no-default-features --features local
 fi

@@ -2,7 +2,9 @@
 //! binary as a child process, and waiting for conditions with deadlines (never fixed sleeps).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod channel;
 pub mod raw;
+pub mod sockudo;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader, Read};
