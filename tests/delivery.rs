@@ -539,3 +539,86 @@ async fn kills_between_commit_and_send_lose_no_delivery() {
     println!("three SIGKILLs during {LIKES} likes: {repeats} repeated deliveries");
     drop(worker);
 }
+
+fn cli(dir: &std::path::Path, env: &[(&'static str, String)], args: &[&str]) -> std::process::Output {
+    command(dir, env).args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channels_dead_letters_are_listed_and_replayed_to_that_channel_only() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = WebhookReceiver::start();
+    receiver.answer(400);
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let env = with_nats_channel(with_webhook(base_env(&nats, dir.path()), &receiver));
+    let _worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    publish(&js, "notifications.post.like", like("user-123", "user-456", "post-789")).await;
+    eventually("the dead letter", WITHIN, || async { delivery_dead_letters(&nats).await.len() == 1 }).await;
+
+    let listed = cli(dir.path(), &env, &["dlq", "--stream", "deliveries", "list", "--json"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let letter: serde_json::Value = serde_json::from_slice(listed.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!((letter["channel"].as_str(), letter["reason"].as_str()), (Some("webhook"), Some("channel_rejected")));
+
+    receiver.answer(200);
+    let replayed = cli(dir.path(), &env, &["dlq", "--stream", "deliveries", "replay", "--all"]);
+    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+    eventually("the replayed webhook", WITHIN, || async { receiver.accepted().len() == 1 }).await;
+    assert_eq!(receiver.accepted()[0].body["type"], "notification.created");
+    wait_until_delivered(&nats, "nats").await;
+    assert_eq!(realtime.count("new-notification"), 1, "the nats channel did not get it again");
+    assert!(delivery_dead_letters(&nats).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_test_sends_a_sample_and_says_what_the_channel_answered() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = WebhookReceiver::start();
+    let env = with_webhook(base_env(&nats, dir.path()), &receiver);
+    let sent = cli(dir.path(), &env, &["deliver", "test", "--channel", "webhook", "user-123"]);
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    assert!(String::from_utf8_lossy(&sent.stdout).contains("webhook: accepted"));
+    assert_eq!(receiver.accepted().len(), 1);
+    assert_eq!(receiver.accepted()[0].body["data"]["owner"], "user-123");
+
+    let mut wrong = env.clone();
+    wrong.retain(|(name, _)| *name != "WEBHOOK_SECRET");
+    wrong.push(("WEBHOOK_SECRET", "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()));
+    let refused = cli(dir.path(), &wrong, &["deliver", "test", "--channel", "webhook", "user-123"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("refused (permanent") && said.contains("401"), "{said}");
+
+    let unconfigured = cli(dir.path(), &env, &["deliver", "test", "--channel", "pusher", "user-123"]);
+    assert_eq!(unconfigured.status.code(), Some(2), "{}", String::from_utf8_lossy(&unconfigured.stderr));
+    assert!(String::from_utf8_lossy(&unconfigured.stderr).contains("PUSHER_APP_ID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_stage_runs_on_its_own() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let env = with_nats_channel(base_env(&nats, dir.path()));
+    let mut store = command(dir.path(), &env).args(["run", "--stage", "store"]).spawn().unwrap();
+    let mut delivery = command(dir.path(), &env).args(["run", "--stage", "delivery"]).spawn().unwrap();
+    let js = nats.jetstream().await;
+    // The store stage creates the outbox in development; publish once it runs.
+    eventually("the outbox", WITHIN, || async { js.get_stream("NOTIFICATION_DELIVERIES").await.is_ok() }).await;
+    publish(&js, "notifications.post.like", like("user-123", "user-456", "post-789")).await;
+    eventually("the delivery", WITHIN, || async { realtime.count("new-notification") == 1 }).await;
+    let _ = store.kill();
+    let _ = delivery.kill();
+    let _ = (store.wait(), delivery.wait());
+
+    // With no channel, the delivery stage alone is a usage error.
+    let (code, stderr) = {
+        let output = cli(dir.path(), &base_env(&nats, dir.path()), &["run", "--stage", "delivery"]);
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no delivery channel is configured"), "{stderr}");
+}

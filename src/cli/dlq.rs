@@ -1,7 +1,8 @@
 //! `notification-worker dlq list|replay|purge`: look at, replay and clear dead letters.
 
 use crate::config::Config;
-use crate::input::{self, DLQ_PREFIX, DLQ_STREAM, dlq_header};
+use crate::delivery::stage::REPLAY_PREFIX;
+use crate::input::{self, DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, dlq_header};
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, stream::Stream};
 use clap::Subcommand;
@@ -39,6 +40,26 @@ pub enum DlqCommand {
     },
 }
 
+/// Which dead letters (`dlq --stream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DlqStream {
+    /// Events the worker could not store (NOTIFICATIONS_DLQ).
+    #[default]
+    Events,
+    /// Delivery jobs a channel gave up on (DELIVERIES_DLQ); `replay` sends each to its own
+    /// channel only.
+    Deliveries,
+}
+
+impl DlqStream {
+    fn name(self) -> &'static str {
+        match self {
+            DlqStream::Events => DLQ_STREAM,
+            DlqStream::Deliveries => DELIVERIES_DLQ_STREAM,
+        }
+    }
+}
+
 /// A dead letter as `list` shows it.
 #[derive(Debug, Serialize)]
 struct DeadLetter {
@@ -51,6 +72,9 @@ struct DeadLetter {
     /// Empty on dead letters written before versions existed.
     original_version: String,
     attempts: String,
+    /// The channel that gave up on it (delivery dead letters only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
     body_preview: String,
     #[serde(skip)]
     body: bytes::Bytes,
@@ -59,14 +83,18 @@ struct DeadLetter {
 /// Bytes of the body shown by `list`.
 const PREVIEW_BYTES: usize = 120;
 
-pub async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+pub async fn dlq(config: &Config, which: DlqStream, command: DlqCommand) -> anyhow::Result<()> {
     let client = input::connect(&config.nats, "notification-worker-dlq").await?;
     let js = jetstream::new(client);
-    let stream = js.get_stream(DLQ_STREAM).await.with_context(|| {
-        format!("cannot read the dead-letter stream {DLQ_STREAM} (run `notification-worker setup`)")
+    let name = which.name();
+    let stream = js.get_stream(name).await.with_context(|| match which {
+        DlqStream::Events => format!("cannot read the dead-letter stream {name} (run `notification-worker setup`)"),
+        DlqStream::Deliveries => format!(
+            "cannot read the dead-letter stream {name} (it exists once `setup` or `run` has started a delivery channel)"
+        ),
     })?;
     match command {
-        DlqCommand::List { json, limit } => list(&stream, json, limit).await,
+        DlqCommand::List { json, limit } => list(&stream, name, json, limit).await,
         DlqCommand::Replay {
             sequences,
             all,
@@ -77,7 +105,7 @@ pub async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
             } else {
                 sequences
             };
-            replay(&js, &stream, &sequences, dry_run).await
+            replay(&js, &stream, which, &sequences, dry_run).await
         }
         DlqCommand::Purge { yes } => {
             if !yes {
@@ -93,7 +121,7 @@ pub async fn dlq(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn list(stream: &Stream, json: bool, limit: usize) -> anyhow::Result<()> {
+async fn list(stream: &Stream, name: &str, json: bool, limit: usize) -> anyhow::Result<()> {
     let mut shown = 0;
     for sequence in all_sequences(stream).await? {
         if shown == limit {
@@ -118,7 +146,7 @@ async fn list(stream: &Stream, json: bool, limit: usize) -> anyhow::Result<()> {
         }
     }
     if shown == 0 && !json {
-        eprintln!("no dead letters in {DLQ_STREAM}");
+        eprintln!("no dead letters in {name}");
     }
     Ok(())
 }
@@ -126,6 +154,7 @@ async fn list(stream: &Stream, json: bool, limit: usize) -> anyhow::Result<()> {
 async fn replay(
     js: &jetstream::Context,
     stream: &Stream,
+    which: DlqStream,
     sequences: &[u64],
     dry_run: bool,
 ) -> anyhow::Result<()> {
@@ -144,11 +173,20 @@ async fn replay(
             progress.suspend(|| eprintln!("dead letter {sequence} does not exist; skipped"));
             continue;
         };
+        // A delivery job goes back to its own channel only (the other channels' consumers
+        // skip it): its dead letter's subject names the channel.
+        let target = match which {
+            DlqStream::Events => letter.subject.clone(),
+            DlqStream::Deliveries => match letter.channel.as_deref() {
+                Some(channel) => format!("{REPLAY_PREFIX}{channel}"),
+                None => {
+                    progress.suspend(|| eprintln!("dead letter {sequence} names no channel; skipped"));
+                    continue;
+                }
+            },
+        };
         if dry_run {
-            println!(
-                "would replay {sequence} to {} ({})",
-                letter.subject, letter.reason
-            );
+            println!("would replay {sequence} to {target} ({})", letter.reason);
             continue;
         }
         // Republish first; delete the dead letter only once the stream holds the event
@@ -156,15 +194,15 @@ async fn replay(
         // With the original's version: the worker applies the event as of when it was first
         // published, so a replayed like cannot undo the unlike that followed it.
         let mut headers = async_nats::HeaderMap::new();
-        if !letter.original_version.is_empty() {
+        if which == DlqStream::Events && !letter.original_version.is_empty() {
             headers.insert(dlq_header::ORIGINAL_VERSION, letter.original_version.as_str());
             headers.insert(dlq_header::ORIGINAL_SEQUENCE, letter.original_sequence.as_str());
         }
-        input::publish_with_headers(js, letter.subject.clone(), headers, letter.body.clone()).await?;
+        input::publish_with_headers(js, target, headers, letter.body.clone()).await?;
         stream
             .delete_message(sequence)
             .await
-            .with_context(|| format!("replayed {sequence} but could not delete it from {DLQ_STREAM}"))?;
+            .with_context(|| format!("replayed {sequence} but could not delete it from {}", which.name()))?;
         replayed += 1;
         progress.inc(1);
     }
@@ -227,6 +265,11 @@ async fn read(stream: &Stream, sequence: u64) -> anyhow::Result<Option<DeadLette
         original_sequence: header(dlq_header::ORIGINAL_SEQUENCE),
         original_version: header(dlq_header::ORIGINAL_VERSION),
         attempts: header(dlq_header::ATTEMPTS),
+        channel: message
+            .subject
+            .strip_prefix(DLQ_PREFIX)
+            .and_then(|rest| rest.strip_prefix("deliveries."))
+            .map(str::to_owned),
         body_preview: String::from_utf8_lossy(preview).escape_debug().to_string(),
         body: message.payload,
     }))

@@ -1,5 +1,6 @@
 //! The command line: `run` (the default), `setup`, `publish`, `feed`.
 
+mod deliver;
 mod dlq;
 mod feed;
 mod publish;
@@ -56,10 +57,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Inspect, replay or purge dead letters (stream NOTIFICATIONS_DLQ).
+    /// Inspect, replay or purge dead letters (stream NOTIFICATIONS_DLQ, or with
+    /// `--stream deliveries` DELIVERIES_DLQ).
     Dlq {
+        /// `events` (NOTIFICATIONS_DLQ) or `deliveries` (DELIVERIES_DLQ: jobs a channel gave
+        /// up on; replayed to their own channel only).
+        #[arg(long, value_enum, default_value = "events")]
+        stream: dlq::DlqStream,
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// Check a delivery channel: send it a sample notification and print its answer.
+    Deliver {
+        #[command(subcommand)]
+        command: deliver::DeliverCommand,
     },
 }
 
@@ -69,6 +80,7 @@ pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Setup => setup::setup(&config).await,
         Command::Publish { subject, event } => publish::publish(&config, subject, &event).await,
         Command::Feed { owner, limit, json } => feed::feed(&config, &owner, limit, json).await,
-        Command::Dlq { command } => dlq::dlq(&config, command).await,
+        Command::Dlq { stream, command } => dlq::dlq(&config, stream, command).await,
+        Command::Deliver { command } => deliver::deliver(&config, command).await,
     }
 }

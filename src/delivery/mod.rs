@@ -58,17 +58,18 @@ impl DeliverySettings {
     pub fn build(
         &self,
         name: ChannelName,
-        client: &async_nats::Client,
+        client: Option<&async_nats::Client>,
     ) -> anyhow::Result<Option<AnyChannel>> {
         Ok(match name {
             ChannelName::Pusher => match &self.pusher {
                 Some(settings) => Some(AnyChannel::Pusher(PusherChannel::new(settings.clone())?)),
                 None => None,
             },
-            ChannelName::Nats => self
-                .nats
-                .as_ref()
-                .map(|settings| AnyChannel::Nats(NatsChannel::new(client.clone(), settings))),
+            ChannelName::Nats => match (&self.nats, client) {
+                (Some(settings), Some(client)) => Some(AnyChannel::Nats(NatsChannel::new(client.clone(), settings))),
+                (Some(_), None) => anyhow::bail!("channel nats needs a NATS connection"),
+                (None, _) => None,
+            },
             ChannelName::Webhook => match &self.webhook {
                 Some(settings) => Some(AnyChannel::Webhook(WebhookChannel::new(settings.clone())?)),
                 None => None,
@@ -146,7 +147,7 @@ pub async fn start_channels(
     let mut tasks = Vec::new();
     for name in settings.enabled() {
         let channel = settings
-            .build(name, client)?
+            .build(name, Some(client))?
             .expect("an enabled channel has settings");
         let (consumer, limits) =
             crate::input::ensure_consumer_on(&stream, &consumer_name(name), outbox::OUTBOX_FILTER).await?;
