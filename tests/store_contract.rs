@@ -6,7 +6,7 @@ mod support;
 use notification_worker::domain::{
     Change, Decision, EventPolicy, FeedItem, Id, Timestamp, Version, parse_event,
 };
-use notification_worker::store::{Applied, NotificationStore};
+use notification_worker::store::{Applied, Ended, NotificationStore, Report};
 use std::sync::atomic::{AtomicU64, Ordering};
 use support::raw::RawStore;
 
@@ -456,6 +456,23 @@ async fn rows_without_versions_count_as_the_oldest(store: &impl NotificationStor
     assert!(stored(store, "fan-2").await.is_none());
 }
 
+// ---- What a remove reports: the life it ended, for the delivery stage. ----
+
+fn removed(id: &str, created: Version) -> Report {
+    Report {
+        applied: Applied::Removed,
+        ended: Some(Ended {
+            id: id.to_owned(),
+            created,
+        }),
+    }
+}
+
+const ABSENT: Report = Report {
+    applied: Applied::Absent,
+    ended: None,
+};
+
 /// Every check above is one process's view. Here two store instances (two connections to
 /// one SQLite file, two DynamoDB clients: two replicas) race on the same keys, every event
 /// delivered twice, all at once: the rules still decide the end.
@@ -666,4 +683,61 @@ async fn dynamodb_a_put_that_lands_after_its_timeout_is_undone_by_a_recheck() {
         stored(&fixture.store, "fan-1").await.is_none()
     })
     .await;
+}
+
+/// The schema the release before removes reported what they ended, with a tombstone and a
+/// live notification in it: `setup` adds what is missing and keeps the data, the probe asks
+/// for `setup` until then, and the old tombstone (which remembers no life) ends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_file_from_the_previous_release_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE notifications (
+                    owner TEXT NOT NULL, action_key TEXT NOT NULL, id TEXT NOT NULL, userid TEXT NOT NULL,
+                    username TEXT, userpic TEXT, userbio TEXT, action INTEGER NOT NULL,
+                    resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, excerpt TEXT,
+                    read_status INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+                    created_seq TEXT, version TEXT, PRIMARY KEY (owner, action_key)) WITHOUT ROWID;
+                 CREATE INDEX notifications_owner_created_at ON notifications (owner, created_at);
+                 CREATE TABLE tombstones (
+                    owner TEXT NOT NULL, action_key TEXT NOT NULL, version TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL, PRIMARY KEY (owner, action_key)) WITHOUT ROWID;
+                 CREATE INDEX tombstones_expires_at ON tombstones (expires_at);",
+            )
+            .unwrap();
+        // A notification the previous release created at 3, still live.
+        connection
+            .execute(
+                "INSERT INTO notifications (owner, action_key, id, userid, action, resource_type, resource_id,
+                     created_at, created_seq, version)
+                 VALUES ('user-1', ?1, 'id-of-fan-2', 'fan-2', 1, 'POST', 'post-1', '2025-12-09T22:06:40Z', ?2, ?2)",
+                rusqlite::params![like("fan-2").action_key().as_str(), v(3).to_text()],
+            )
+            .unwrap();
+    }
+    let raw = RawStore::Sqlite(path.clone());
+    raw.write_tombstone("user-1", unlike_of("fan-1").action_key().as_str(), v(4))
+        .await;
+    let store = notification_worker::store::SqliteStore::open(&path).unwrap();
+    let error = store.probe().await.unwrap_err();
+    assert!(error.message.contains("notification-worker setup"), "{error}");
+
+    store.setup().await.unwrap();
+    store.probe().await.unwrap();
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+        ABSENT,
+        "a tombstone from before remembers no life"
+    );
+    assert_eq!(stored(&store, "fan-2").await.unwrap().id, "id-of-fan-2");
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-2"), v(5)).await.unwrap(),
+            removed("id-of-fan-2", v(3))
+        );
+    }
 }
