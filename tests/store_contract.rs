@@ -372,6 +372,12 @@ async fn a_zombie_create_between_a_tombstone_and_its_delete(store: &impl Notific
         Applied::Removed
     );
     assert!(stored(store, "fan-1").await.is_none());
+    // It deleted under a tombstone it found rather than raised: that one remembers the life.
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(6)).await.unwrap(),
+        removed(&id_of(&first), v(3)),
+        "redelivery"
+    );
 
     for (trigger, late_create) in [("fan-2", 5), ("fan-3", 3)] {
         let first = like(trigger);
@@ -473,6 +479,99 @@ const ABSENT: Report = Report {
     ended: None,
 };
 
+/// An unlike that deletes reports the life it ended (its id, and the like that created
+/// it); its redelivery, with nothing left to delete, reports that same life again, as a
+/// redelivered create reports `created` again. The tombstone that remembers it stays
+/// invisible to clients.
+async fn a_remove_reports_the_life_it_ended_and_again_when_redelivered(
+    store: &impl NotificationStore,
+    raw: &RawStore,
+) {
+    store.apply(&like("fan-1"), v(3)).await.unwrap();
+    let id = stored(store, "fan-1").await.unwrap().id;
+    let ended = removed(&id, v(3));
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+        ended
+    );
+    let key = unlike_of("fan-1").action_key().to_string();
+    assert_eq!(raw.tombstone_ended_id("user-1", &key).await, Some(id.clone()));
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+            ended,
+            "redelivery"
+        );
+    }
+    assert!(stored(store, "fan-1").await.is_none());
+    for items in raw.client_queries("user-1").await {
+        assert!(items.is_empty(), "tombstones are invisible to clients: {items:?}");
+    }
+}
+
+/// A remove with nothing live to delete ended no life, delivered once or again.
+async fn a_remove_with_nothing_live_ends_nothing(store: &impl NotificationStore, _raw: &RawStore) {
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+            ABSENT
+        );
+    }
+}
+
+/// Like 3, unlike 5 (which ends the life), then unlike 4 arriving late: the late one ended
+/// nothing, even though a life was ended after it; unlike 5 still owns that life.
+async fn an_older_remove_arriving_late_ended_nothing(store: &impl NotificationStore, _raw: &RawStore) {
+    store.apply(&like("fan-1"), v(3)).await.unwrap();
+    let id = stored(store, "fan-1").await.unwrap().id;
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+        removed(&id, v(3))
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+            ABSENT
+        );
+    }
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+        removed(&id, v(3))
+    );
+}
+
+/// Unlike 5 deletes while unlike 8 has raised the tombstone but not yet deleted: 5 reports
+/// the life it ended, but 8's tombstone is not made to remember it, so neither remove's
+/// redelivery reports it again.
+async fn a_later_removes_tombstone_never_remembers_an_earlier_removes_life(
+    store: &impl NotificationStore,
+    raw: &RawStore,
+) {
+    let first = like("fan-1");
+    store.apply(&first, v(3)).await.unwrap();
+    raw.write_tombstone("user-1", first.action_key().as_str(), v(8))
+        .await;
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+        removed(&id_of(&first), v(3))
+    );
+    assert_eq!(
+        raw.tombstone_ended_id("user-1", first.action_key().as_str())
+            .await,
+        None
+    );
+    for version in [8, 5] {
+        assert_eq!(
+            store
+                .apply_reported(&unlike_of("fan-1"), v(version))
+                .await
+                .unwrap(),
+            ABSENT,
+            "unlike {version}"
+        );
+    }
+}
+
 /// Every check above is one process's view. Here two store instances (two connections to
 /// one SQLite file, two DynamoDB clients: two replicas) race on the same keys, every event
 /// delivered twice, all at once: the rules still decide the end.
@@ -530,7 +629,10 @@ macro_rules! store_contract {
                 a_live_notification_keeps_its_id_and_read_status,
                 a_zombie_create_between_a_tombstone_and_its_delete,
                 a_create_newer_than_a_pending_remove_starts_a_new_life,
-                a_create_retried_after_a_lost_response, rows_without_versions_count_as_the_oldest);
+                a_create_retried_after_a_lost_response, rows_without_versions_count_as_the_oldest,
+                a_remove_reports_the_life_it_ended_and_again_when_redelivered,
+                a_remove_with_nothing_live_ends_nothing, an_older_remove_arriving_late_ended_nothing,
+                a_later_removes_tombstone_never_remembers_an_earlier_removes_life);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn replicas_racing_on_one_key() {
