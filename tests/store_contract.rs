@@ -6,7 +6,7 @@ mod support;
 use notification_worker::domain::{
     Change, Decision, EventPolicy, FeedItem, Id, Timestamp, Version, parse_event,
 };
-use notification_worker::store::{Applied, NotificationStore};
+use notification_worker::store::{Applied, Ended, NotificationStore, Report};
 use std::sync::atomic::{AtomicU64, Ordering};
 use support::raw::RawStore;
 
@@ -372,6 +372,12 @@ async fn a_zombie_create_between_a_tombstone_and_its_delete(store: &impl Notific
         Applied::Removed
     );
     assert!(stored(store, "fan-1").await.is_none());
+    // It deleted under a tombstone it found rather than raised: that one remembers the life.
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(6)).await.unwrap(),
+        removed(&id_of(&first), v(3)),
+        "redelivery"
+    );
 
     for (trigger, late_create) in [("fan-2", 5), ("fan-3", 3)] {
         let first = like(trigger);
@@ -456,6 +462,116 @@ async fn rows_without_versions_count_as_the_oldest(store: &impl NotificationStor
     assert!(stored(store, "fan-2").await.is_none());
 }
 
+// ---- What a remove reports: the life it ended, for the delivery stage. ----
+
+fn removed(id: &str, created: Version) -> Report {
+    Report {
+        applied: Applied::Removed,
+        ended: Some(Ended {
+            id: id.to_owned(),
+            created,
+        }),
+    }
+}
+
+const ABSENT: Report = Report {
+    applied: Applied::Absent,
+    ended: None,
+};
+
+/// An unlike that deletes reports the life it ended (its id, and the like that created
+/// it); its redelivery, with nothing left to delete, reports that same life again, as a
+/// redelivered create reports `created` again. The tombstone that remembers it stays
+/// invisible to clients.
+async fn a_remove_reports_the_life_it_ended_and_again_when_redelivered(
+    store: &impl NotificationStore,
+    raw: &RawStore,
+) {
+    store.apply(&like("fan-1"), v(3)).await.unwrap();
+    let id = stored(store, "fan-1").await.unwrap().id;
+    let ended = removed(&id, v(3));
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+        ended
+    );
+    let key = unlike_of("fan-1").action_key().to_string();
+    assert_eq!(raw.tombstone_ended_id("user-1", &key).await, Some(id.clone()));
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+            ended,
+            "redelivery"
+        );
+    }
+    assert!(stored(store, "fan-1").await.is_none());
+    for items in raw.client_queries("user-1").await {
+        assert!(items.is_empty(), "tombstones are invisible to clients: {items:?}");
+    }
+}
+
+/// A remove with nothing live to delete ended no life, delivered once or again.
+async fn a_remove_with_nothing_live_ends_nothing(store: &impl NotificationStore, _raw: &RawStore) {
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+            ABSENT
+        );
+    }
+}
+
+/// Like 3, unlike 5 (which ends the life), then unlike 4 arriving late: the late one ended
+/// nothing, even though a life was ended after it; unlike 5 still owns that life.
+async fn an_older_remove_arriving_late_ended_nothing(store: &impl NotificationStore, _raw: &RawStore) {
+    store.apply(&like("fan-1"), v(3)).await.unwrap();
+    let id = stored(store, "fan-1").await.unwrap().id;
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+        removed(&id, v(3))
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+            ABSENT
+        );
+    }
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+        removed(&id, v(3))
+    );
+}
+
+/// Unlike 5 deletes while unlike 8 has raised the tombstone but not yet deleted: 5 reports
+/// the life it ended, but 8's tombstone is not made to remember it, so neither remove's
+/// redelivery reports it again.
+async fn a_later_removes_tombstone_never_remembers_an_earlier_removes_life(
+    store: &impl NotificationStore,
+    raw: &RawStore,
+) {
+    let first = like("fan-1");
+    store.apply(&first, v(3)).await.unwrap();
+    raw.write_tombstone("user-1", first.action_key().as_str(), v(8))
+        .await;
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
+        removed(&id_of(&first), v(3))
+    );
+    assert_eq!(
+        raw.tombstone_ended_id("user-1", first.action_key().as_str())
+            .await,
+        None
+    );
+    for version in [8, 5] {
+        assert_eq!(
+            store
+                .apply_reported(&unlike_of("fan-1"), v(version))
+                .await
+                .unwrap(),
+            ABSENT,
+            "unlike {version}"
+        );
+    }
+}
+
 /// Every check above is one process's view. Here two store instances (two connections to
 /// one SQLite file, two DynamoDB clients: two replicas) race on the same keys, every event
 /// delivered twice, all at once: the rules still decide the end.
@@ -513,7 +629,10 @@ macro_rules! store_contract {
                 a_live_notification_keeps_its_id_and_read_status,
                 a_zombie_create_between_a_tombstone_and_its_delete,
                 a_create_newer_than_a_pending_remove_starts_a_new_life,
-                a_create_retried_after_a_lost_response, rows_without_versions_count_as_the_oldest);
+                a_create_retried_after_a_lost_response, rows_without_versions_count_as_the_oldest,
+                a_remove_reports_the_life_it_ended_and_again_when_redelivered,
+                a_remove_with_nothing_live_ends_nothing, an_older_remove_arriving_late_ended_nothing,
+                a_later_removes_tombstone_never_remembers_an_earlier_removes_life);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn replicas_racing_on_one_key() {
@@ -666,4 +785,61 @@ async fn dynamodb_a_put_that_lands_after_its_timeout_is_undone_by_a_recheck() {
         stored(&fixture.store, "fan-1").await.is_none()
     })
     .await;
+}
+
+/// The schema the release before removes reported what they ended, with a tombstone and a
+/// live notification in it: `setup` adds what is missing and keeps the data, the probe asks
+/// for `setup` until then, and the old tombstone (which remembers no life) ends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_file_from_the_previous_release_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE notifications (
+                    owner TEXT NOT NULL, action_key TEXT NOT NULL, id TEXT NOT NULL, userid TEXT NOT NULL,
+                    username TEXT, userpic TEXT, userbio TEXT, action INTEGER NOT NULL,
+                    resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, excerpt TEXT,
+                    read_status INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+                    created_seq TEXT, version TEXT, PRIMARY KEY (owner, action_key)) WITHOUT ROWID;
+                 CREATE INDEX notifications_owner_created_at ON notifications (owner, created_at);
+                 CREATE TABLE tombstones (
+                    owner TEXT NOT NULL, action_key TEXT NOT NULL, version TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL, PRIMARY KEY (owner, action_key)) WITHOUT ROWID;
+                 CREATE INDEX tombstones_expires_at ON tombstones (expires_at);",
+            )
+            .unwrap();
+        // A notification the previous release created at 3, still live.
+        connection
+            .execute(
+                "INSERT INTO notifications (owner, action_key, id, userid, action, resource_type, resource_id,
+                     created_at, created_seq, version)
+                 VALUES ('user-1', ?1, 'id-of-fan-2', 'fan-2', 1, 'POST', 'post-1', '2025-12-09T22:06:40Z', ?2, ?2)",
+                rusqlite::params![like("fan-2").action_key().as_str(), v(3).to_text()],
+            )
+            .unwrap();
+    }
+    let raw = RawStore::Sqlite(path.clone());
+    raw.write_tombstone("user-1", unlike_of("fan-1").action_key().as_str(), v(4))
+        .await;
+    let store = notification_worker::store::SqliteStore::open(&path).unwrap();
+    let error = store.probe().await.unwrap_err();
+    assert!(error.message.contains("notification-worker setup"), "{error}");
+
+    store.setup().await.unwrap();
+    store.probe().await.unwrap();
+    assert_eq!(
+        store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
+        ABSENT,
+        "a tombstone from before remembers no life"
+    );
+    assert_eq!(stored(&store, "fan-2").await.unwrap().id, "id-of-fan-2");
+    for _ in 0..2 {
+        assert_eq!(
+            store.apply_reported(&unlike_of("fan-2"), v(5)).await.unwrap(),
+            removed("id-of-fan-2", v(3))
+        );
+    }
 }

@@ -9,7 +9,11 @@
 //!
 //! - remove: raise the tombstone (`version < :r`), then delete the item unless a create
 //!   newer than the remove was applied to it (`version < :r`). A redelivered remove whose
-//!   tombstone exists still runs its delete.
+//!   tombstone exists still runs its delete. A delete that ended a life writes it (id and
+//!   `created_seq`, from the deleted item) onto the tombstone, if the tombstone is still this
+//!   remove's, so that the remove's redelivery reports it again; only a remove whose raise
+//!   was refused and that deleted nothing (a redelivery, or a remove arriving late) reads
+//!   the tombstone back for that.
 //! - create: put the item if absent (`attribute_not_exists(id)`); otherwise read it and the
 //!   tombstone (strongly consistent) and, as the rules say, keep it (raising its `version`),
 //!   replace a life that a newer remove ended (conditioned on the life read), or do nothing.
@@ -19,8 +23,8 @@
 //!
 //! docs/reliability.md walks through the interleavings, each with its test.
 
-use super::versioning::{CreatePlan, Life, plan_create};
-use super::{Applied, ErrorKind, NotificationStore, Report, StoreError};
+use super::versioning::{CreatePlan, Life, Remembers, plan_create, report_remove};
+use super::{Applied, Ended, ErrorKind, NotificationStore, Report, StoreError};
 use crate::domain::{Change, FeedItem, Id, Notification, Timestamp, Version};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -47,6 +51,11 @@ pub struct DynamoDbSettings {
 const TOMBSTONE_SUFFIX: &str = "#tombstone";
 /// The attribute DynamoDB's TTL deletes expired tombstones by (unix seconds).
 const EXPIRES_AT: &str = "expires_at";
+/// A tombstone's memory of the life its remove ended (see [`Remembers`]): the id, the
+/// version that created it, and the remove that ended it.
+const ENDED_ID: &str = "ended_id";
+const ENDED_CREATED: &str = "ended_created";
+const ENDED_BY: &str = "ended_by";
 /// A create whose conditional writes keep failing because others change the key at the same
 /// moment gives up after this many rounds (a transient error: it is retried).
 const MAX_ROUNDS: usize = 10;
@@ -307,7 +316,7 @@ impl DynamoDbStore {
         })
     }
 
-    async fn remove(&self, owner: &str, action_key: &str, version: Version) -> Result<Applied, StoreError> {
+    async fn remove(&self, owner: &str, action_key: &str, version: Version) -> Result<Report, StoreError> {
         let expires_at = Timestamp::now()
             .unix()
             .saturating_add(i64::try_from(self.tombstone_ttl.as_secs()).unwrap_or(i64::MAX));
@@ -317,34 +326,80 @@ impl DynamoDbStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&tombstone_owner(owner), action_key)))
-            .update_expression("SET #v = :v, #expires = :expires")
+            // An older remove's memory is not this one's (free to drop in the same request).
+            .update_expression("SET #v = :v, #expires = :expires REMOVE #ended_id, #ended_created, #ended_by")
             .condition_expression("attribute_not_exists(#v) OR #v < :v")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_names("#ended_id", ENDED_ID)
+            .expression_attribute_names("#ended_created", ENDED_CREATED)
+            .expression_attribute_names("#ended_by", ENDED_BY)
             .expression_attribute_values(":v", number(version))
             .expression_attribute_values(":expires", AttributeValue::N(expires_at.to_string()))
             .send()
             .await;
-        match raised {
-            Ok(_) => {}
+        let refused = match raised {
+            Ok(_) => false,
             // A tombstone as new or newer is there already (a redelivery, or a later remove).
-            Err(error) if is_condition_failure(&error) => {}
+            Err(error) if is_condition_failure(&error) => true,
             Err(error) => return Err(classify("UpdateItem", &self.table, &error)),
+        };
+        if let Some(ended) = self.delete_older_than(owner, action_key, version).await? {
+            self.remember_ended(owner, action_key, version, &ended).await;
+            return Ok(report_remove(Some(ended), None, None, version));
         }
-        Ok(match self.delete_older_than(owner, action_key, version).await? {
-            Some(_) => Applied::Removed,
-            None => Applied::Absent,
-        })
+        if !refused {
+            // This remove's own new tombstone: it remembers nothing yet.
+            return Ok(report_remove(None, Some(version), None, version));
+        }
+        let (tombstone, remembers) = match self.read_tombstone_memory(owner, action_key).await? {
+            Some((tombstone, remembers)) => (Some(tombstone), remembers),
+            None => (None, None),
+        };
+        Ok(report_remove(None, tombstone, remembers, version))
+    }
+
+    /// Writes the life this remove ended onto its tombstone, unless a newer remove's
+    /// tombstone is there by now (that one must never be made to remember this life).
+    /// Failing is logged, not returned: the life is deleted and is reported now, whereas a
+    /// retry of the remove would find nothing to delete and nothing remembered, and never
+    /// report it. What is lost is only the report of a later redelivery, as when the worker
+    /// stops between the delete and this write (SQLite, in one transaction, has no such gap).
+    async fn remember_ended(&self, owner: &str, action_key: &str, version: Version, ended: &Ended) {
+        let remembered = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&tombstone_owner(owner), action_key)))
+            .update_expression("SET #ended_id = :id, #ended_created = :created, #ended_by = :v")
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#ended_id", ENDED_ID)
+            .expression_attribute_names("#ended_created", ENDED_CREATED)
+            .expression_attribute_names("#ended_by", ENDED_BY)
+            .expression_attribute_values(":v", number(version))
+            .expression_attribute_values(":id", AttributeValue::S(ended.id.clone()))
+            .expression_attribute_values(":created", number(ended.created))
+            .send()
+            .await;
+        match remembered {
+            Ok(_) => {}
+            Err(error) if is_condition_failure(&error) => {}
+            Err(error) => {
+                let error = classify("UpdateItem", &self.table, &error);
+                tracing::warn!(%error, owner, action_key, "cannot write the ended life on the tombstone; a redelivery of this remove will report nothing ended");
+            }
+        }
     }
 
     /// Deletes the notification unless a create at `version` or newer was applied to it;
-    /// returns the deleted item's id.
+    /// returns the life it ended, read from the deleted item.
     async fn delete_older_than(
         &self,
         owner: &str,
         action_key: &str,
         version: Version,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Ended>, StoreError> {
         let deleted = self
             .client
             .delete_item()
@@ -357,11 +412,13 @@ impl DynamoDbStore {
             .send()
             .await;
         match deleted {
-            Ok(output) => Ok(output
-                .attributes()
-                .and_then(|old| old.get("id"))
-                .and_then(|id| id.as_s().ok())
-                .cloned()),
+            Ok(output) => Ok(output.attributes().and_then(|old| {
+                let id = old.get("id")?.as_s().ok()?.clone();
+                Some(Ended {
+                    id,
+                    created: stored_version(old.get("created_seq")),
+                })
+            })),
             Err(error) if is_condition_failure(&error) => Ok(None),
             Err(error) => Err(classify("DeleteItem", &self.table, &error)),
         }
@@ -454,6 +511,35 @@ impl DynamoDbStore {
     async fn read_tombstone(&self, owner: &str, action_key: &str) -> Result<Option<Version>, StoreError> {
         let item = self.get(key(&tombstone_owner(owner), action_key), "#v").await?;
         Ok(item.and_then(|item| item.get("version").map(|value| stored_version(Some(value)))))
+    }
+
+    /// The newest remove's version and its memory of the life a remove ended there, read
+    /// strongly consistent.
+    async fn read_tombstone_memory(
+        &self,
+        owner: &str,
+        action_key: &str,
+    ) -> Result<Option<(Version, Option<Remembers>)>, StoreError> {
+        let projection = format!("#v, {ENDED_ID}, {ENDED_CREATED}, {ENDED_BY}");
+        let item = self
+            .get(key(&tombstone_owner(owner), action_key), &projection)
+            .await?;
+        Ok(item.and_then(|item| {
+            let version = stored_version(Some(item.get("version")?));
+            let id = item.get(ENDED_ID).and_then(|id| id.as_s().ok());
+            let by = item
+                .get(ENDED_BY)
+                .and_then(|by| by.as_n().ok())
+                .and_then(|text| Version::parse(text));
+            let remembers = id.zip(by).map(|(id, by)| Remembers {
+                ended: Ended {
+                    id: id.clone(),
+                    created: stored_version(item.get(ENDED_CREATED)),
+                },
+                by,
+            });
+            Some((version, remembers))
+        }))
     }
 
     async fn get(
@@ -575,10 +661,9 @@ impl NotificationStore for DynamoDbStore {
     async fn apply_reported(&self, change: &Change, version: Version) -> Result<Report, StoreError> {
         match change {
             Change::Create(notification) => self.create(notification, version).await.map(Report::from),
-            Change::Remove { owner, action_key } => self
-                .remove(owner.as_str(), action_key.as_str(), version)
-                .await
-                .map(Report::from),
+            Change::Remove { owner, action_key } => {
+                self.remove(owner.as_str(), action_key.as_str(), version).await
+            }
         }
     }
 

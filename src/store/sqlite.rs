@@ -5,9 +5,9 @@
 //! single transaction ("group commit"): with many events in flight, one fsync covers
 //! hundreds of them, and each caller still hears back only after its own commit.
 
-use super::versioning::{CreatePlan, Life, plan_create, plan_remove};
+use super::versioning::{CreatePlan, Life, Remembers, plan_create, plan_remove, report_remove};
 use super::wal::{self, BUSY_TIMEOUT, DEFAULT_WAL_MAX, WalBound, WalStats};
-use super::{Applied, ErrorKind, Limits, NotificationStore, Report, StoreError};
+use super::{Ended, ErrorKind, Limits, NotificationStore, Report, StoreError};
 use crate::domain::{Change, FeedItem, Id, Timestamp, Version};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -43,14 +43,21 @@ CREATE TABLE IF NOT EXISTS tombstones (
     action_key    TEXT    NOT NULL,
     version       TEXT    NOT NULL,
     expires_at    INTEGER NOT NULL,
+    ended_id      TEXT,
+    ended_created TEXT,
+    ended_by      TEXT,
     PRIMARY KEY (owner, action_key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tombstones_expires_at ON tombstones (expires_at);
 ";
 
-/// Columns added to `notifications` after its first release: a file created before gets
-/// them from `setup`. Rows written before have none, and count as the oldest versions.
-const ADDED_COLUMNS: [&str; 2] = ["created_seq", "version"];
+/// Columns added after a table's first release: a file created before gets them from
+/// `setup`. Rows written before have none: notifications count as the oldest versions, and
+/// tombstones remember no life (their removes' redeliveries report nothing ended).
+const ADDED_COLUMNS: [(&str, &[&str]); 2] = [
+    ("notifications", &["created_seq", "version"]),
+    ("tombstones", &["ended_id", "ended_created", "ended_by"]),
+];
 
 /// (owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
 /// resource_id, excerpt, read_status, created_at, created_seq, version). `OR REPLACE` only
@@ -61,12 +68,21 @@ const INSERT: &str = "INSERT OR REPLACE INTO notifications
      excerpt, read_status, created_at, created_seq, version)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)";
 
-const READ_LIFE: &str = "SELECT created_seq, version FROM notifications WHERE owner = ?1 AND action_key = ?2";
-const READ_TOMBSTONE: &str = "SELECT version FROM tombstones WHERE owner = ?1 AND action_key = ?2";
+const READ_LIFE: &str =
+    "SELECT created_seq, version, id FROM notifications WHERE owner = ?1 AND action_key = ?2";
+const READ_TOMBSTONE: &str =
+    "SELECT version, ended_id, ended_created, ended_by FROM tombstones WHERE owner = ?1 AND action_key = ?2";
 const RAISE_VERSION: &str = "UPDATE notifications SET version = ?3 WHERE owner = ?1 AND action_key = ?2";
-const WRITE_TOMBSTONE: &str = "INSERT INTO tombstones (owner, action_key, version, expires_at)
-    VALUES (?1, ?2, ?3, ?4)
-    ON CONFLICT (owner, action_key) DO UPDATE SET version = excluded.version, expires_at = excluded.expires_at";
+/// (owner, action_key, version, expires_at, ended_id, ended_created): the remove's version
+/// is also `ended_by`, and a raise that ended nothing forgets the older remove's life.
+const WRITE_TOMBSTONE: &str = "INSERT INTO tombstones (owner, action_key, version, expires_at, ended_id, ended_created, ended_by)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?5 IS NULL THEN NULL ELSE ?3 END)
+    ON CONFLICT (owner, action_key) DO UPDATE SET version = excluded.version, expires_at = excluded.expires_at,
+        ended_id = excluded.ended_id, ended_created = excluded.ended_created, ended_by = excluded.ended_by";
+/// A remove that deleted under a tombstone of its own version it did not raise (written
+/// before its delete, by hand or by another process): only that tombstone is its to mark.
+const REMEMBER_ENDED: &str = "UPDATE tombstones SET ended_id = ?4, ended_created = ?5, ended_by = ?3
+    WHERE owner = ?1 AND action_key = ?2 AND version = ?3";
 const DELETE: &str = "DELETE FROM notifications WHERE owner = ?1 AND action_key = ?2";
 /// Tombstones past their lifetime, a bounded number at a time so the writer never stalls.
 const PURGE_TOMBSTONES: &str = "DELETE FROM tombstones WHERE (owner, action_key) IN
@@ -111,7 +127,7 @@ impl Write {
 
 struct Request {
     write: Write,
-    reply: oneshot::Sender<Result<Applied, StoreError>>,
+    reply: oneshot::Sender<Result<Report, StoreError>>,
 }
 
 pub struct SqliteStore {
@@ -297,7 +313,7 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut
             Err(_) if batch.len() > 1 => {
                 for request in batch {
                     let outcome = commit(&mut connection, std::iter::once(&request.write))
-                        .map(|outcomes| outcomes[0])
+                        .map(|mut outcomes| outcomes.remove(0))
                         .map_err(classify);
                     let _ = request.reply.send(outcome);
                 }
@@ -346,7 +362,7 @@ impl Drop for SqliteStore {
 fn commit<'a>(
     connection: &mut Connection,
     writes: impl Iterator<Item = &'a Write>,
-) -> rusqlite::Result<Vec<Applied>> {
+) -> rusqlite::Result<Vec<Report>> {
     // IMMEDIATE: take the write lock before the first read, so that what a change reads
     // (the key's life and tombstone) cannot be changed by another process (a second worker
     // on the same file) before it writes.
@@ -360,15 +376,15 @@ fn commit<'a>(
 
 /// Applies one change by the rules of [`super::versioning`], inside the caller's
 /// transaction: read the key's life and tombstone, decide, write.
-fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Applied> {
+fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Report> {
     let owner = write.change.owner().as_str();
     let action_key = write.change.action_key().as_str();
-    let life = read_life(connection, owner, action_key)?;
-    let tombstone = connection
-        .prepare_cached(READ_TOMBSTONE)?
-        .query_row(params![owner, action_key], |row| row.get::<_, String>(0))
-        .optional()?
-        .map(|text| stored_version(Some(text)));
+    let stored = read_life(connection, owner, action_key)?;
+    let life = stored.as_ref().map(|(life, _)| *life);
+    let (tombstone, remembers) = match read_tombstone(connection, owner, action_key)? {
+        Some((version, remembers)) => (Some(version), remembers),
+        None => (None, None),
+    };
     match &write.change {
         Change::Create(n) => {
             let plan = plan_create(life, tombstone, write.version);
@@ -410,16 +426,32 @@ fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Applied
                 | CreatePlan::AlreadyCreated
                 | CreatePlan::Superseded => {}
             }
-            Ok(plan.applied())
+            Ok(Report::from(plan.applied()))
         }
         Change::Remove { .. } => {
             let plan = plan_remove(life, tombstone, write.version);
+            let deleted = stored.filter(|_| plan.delete).map(|(life, id)| Ended {
+                id,
+                created: life.created,
+            });
+            let ended_id = deleted.as_ref().map(|ended| ended.id.as_str());
+            let ended_created = deleted.as_ref().map(|ended| ended.created.to_text());
             if plan.raise_tombstone {
                 connection.prepare_cached(WRITE_TOMBSTONE)?.execute(params![
                     owner,
                     action_key,
                     write.version_text,
-                    write.expires_at
+                    write.expires_at,
+                    ended_id,
+                    ended_created,
+                ])?;
+            } else if plan.delete {
+                connection.prepare_cached(REMEMBER_ENDED)?.execute(params![
+                    owner,
+                    action_key,
+                    write.version_text,
+                    ended_id,
+                    ended_created,
                 ])?;
             }
             if plan.delete {
@@ -427,19 +459,52 @@ fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Applied
                     .prepare_cached(DELETE)?
                     .execute(params![owner, action_key])?;
             }
-            Ok(plan.applied())
+            Ok(report_remove(deleted, tombstone, remembers, write.version))
         }
     }
 }
 
-fn read_life(connection: &Connection, owner: &str, action_key: &str) -> rusqlite::Result<Option<Life>> {
+/// The live notification's versions, and its id (what a remove that deletes it ended).
+fn read_life(
+    connection: &Connection,
+    owner: &str,
+    action_key: &str,
+) -> rusqlite::Result<Option<(Life, String)>> {
     connection
         .prepare_cached(READ_LIFE)?
         .query_row(params![owner, action_key], |row| {
-            Ok(Life {
+            let life = Life {
                 created: stored_version(row.get(0)?),
                 version: stored_version(row.get(1)?),
-            })
+            };
+            Ok((life, row.get(2)?))
+        })
+        .optional()
+}
+
+/// The newest remove's version, and the life a remove remembered ending there.
+fn read_tombstone(
+    connection: &Connection,
+    owner: &str,
+    action_key: &str,
+) -> rusqlite::Result<Option<(Version, Option<Remembers>)>> {
+    connection
+        .prepare_cached(READ_TOMBSTONE)?
+        .query_row(params![owner, action_key], |row| {
+            let version = stored_version(row.get(0)?);
+            let ended_id: Option<String> = row.get(1)?;
+            let ended_by: Option<String> = row.get(3)?;
+            let remembers = match (ended_id, ended_by.as_deref().and_then(Version::parse)) {
+                (Some(id), Some(by)) => Some(Remembers {
+                    ended: Ended {
+                        id,
+                        created: stored_version(row.get(2)?),
+                    },
+                    by,
+                }),
+                _ => None,
+            };
+            Ok((version, remembers))
         })
         .optional()
 }
@@ -460,13 +525,15 @@ fn purge_expired_tombstones(connection: &Connection) -> rusqlite::Result<usize> 
 
 /// Adds the columns a database made by an earlier release lacks.
 fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    let existing: Vec<String> = connection
-        .prepare("SELECT name FROM pragma_table_info('notifications')")?
-        .query_map([], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for column in ADDED_COLUMNS {
-        if !existing.iter().any(|name| name == column) {
-            connection.execute_batch(&format!("ALTER TABLE notifications ADD COLUMN {column} TEXT"))?;
+    for (table, columns) in ADDED_COLUMNS {
+        let existing: Vec<String> = connection
+            .prepare("SELECT name FROM pragma_table_info(?1)")?
+            .query_map([table], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for column in columns {
+            if !existing.iter().any(|name| name == column) {
+                connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;
+            }
         }
     }
     Ok(())
@@ -485,6 +552,11 @@ fn classify(error: rusqlite::Error) -> StoreError {
     let hint = match error.sqlite_error_code() {
         Some(Unknown) if error.to_string().contains("no such table") => {
             " (run `notification-worker setup` to create the schema)"
+        }
+        // A file from an earlier release: `setup` adds what it lacks. (Reported as an SQL
+        // input error, which carries no error code.)
+        _ if error.to_string().contains("no such column") => {
+            " (run `notification-worker setup` to update the schema)"
         }
         Some(DiskFull) => " (free disk space)",
         Some(ReadOnly | CannotOpen | PermissionDenied) => " (check NOTIF_SQLITE_PATH and its permissions)",
@@ -510,7 +582,7 @@ impl NotificationStore for SqliteStore {
         };
         let writer_gone = || StoreError::new(ErrorKind::Systemic, "sqlite writer thread stopped");
         self.writer.send(request).map_err(|_| writer_gone())?;
-        outcome.await.map_err(|_| writer_gone())?.map(Report::from)
+        outcome.await.map_err(|_| writer_gone())?
     }
 
     async fn probe(&self) -> Result<(), StoreError> {
@@ -519,7 +591,8 @@ impl NotificationStore for SqliteStore {
                 // Names every table and column the writer needs, so a file from an earlier
                 // release reads as "run setup" rather than failing writes one by one.
                 .prepare_cached(
-                    "SELECT (SELECT version FROM notifications LIMIT 1), (SELECT version FROM tombstones LIMIT 1)",
+                    "SELECT (SELECT version FROM notifications LIMIT 1), (SELECT version FROM tombstones LIMIT 1),
+                            (SELECT ended_id || ended_created || ended_by FROM tombstones LIMIT 1)",
                 )?
                 .exists([])
                 .map(|_| ())

@@ -4,7 +4,7 @@
 //! - the notification's **life**: `created` (the version of the create that started it,
 //!   never changed while it lives) and `version` (the newest create seen during it);
 //! - a **tombstone**: the newest remove's version, in an item of its own that no feed query
-//!   sees.
+//!   sees, and what it [`Remembers`] of the life that remove ended, if it deleted one.
 //!
 //! What must hold, whatever order and however often a key's events arrive (docs/reliability.md
 //! names every case): once all are applied, the key is live exactly when its newest event is
@@ -16,7 +16,7 @@
 //! has no transactions here (dynalite has none), so `dynamodb.rs` runs the same decisions as a
 //! protocol of conditional writes whose every interleaving ends as these rules say.
 
-use super::Applied;
+use super::{Applied, Ended, Report};
 use crate::domain::Version;
 
 /// A live notification's versions.
@@ -122,6 +122,43 @@ pub fn plan_remove(life: Option<Life>, tombstone: Option<Version>, version: Vers
     }
 }
 
+/// What a tombstone keeps of the life a remove deleted, so that the remove's redelivery can
+/// report it again: the first report may not have reached the delivery stage (a crash
+/// before acknowledging), and a redelivered create is likewise reported `created` again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembers {
+    pub ended: Ended,
+    /// The remove that ended it. Kept beside the tombstone's own version because a worker
+    /// of the release before this one raises a tombstone without clearing this memory: a
+    /// memory whose remove is not the tombstone's is stale.
+    pub by: Version,
+}
+
+/// What a remove at `version` reports: the life it deleted (`deleted`), or else, when it is
+/// a redelivery of the remove that ended a life (the key's tombstone is its own and
+/// remembers that it ended one), that life again. Anything else ended nothing: a remove
+/// older than the tombstone's is not the one that ended the life, even if it arrives after.
+pub fn report_remove(
+    deleted: Option<Ended>,
+    tombstone: Option<Version>,
+    remembers: Option<Remembers>,
+    version: Version,
+) -> Report {
+    let ended = deleted.or_else(|| {
+        remembers
+            .filter(|remembers| remembers.by == version && tombstone == Some(version))
+            .map(|remembers| remembers.ended)
+    });
+    Report {
+        applied: if ended.is_some() {
+            Applied::Removed
+        } else {
+            Applied::Absent
+        },
+        ended,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +255,61 @@ mod tests {
         // Its own create, redelivered: the remove still wins.
         assert_eq!(plan_create(zombie, Some(v(6)), v(3)), CreatePlan::FinishRemove);
         assert!(plan_remove(zombie, Some(v(6)), v(6)).delete);
+    }
+
+    fn ended(id: &str, created: u64) -> Ended {
+        Ended {
+            id: id.to_owned(),
+            created: v(created),
+        }
+    }
+
+    fn remembers(id: &str, created: u64, by: u64) -> Option<Remembers> {
+        Some(Remembers {
+            ended: ended(id, created),
+            by: v(by),
+        })
+    }
+
+    #[test]
+    fn a_remove_that_deletes_reports_the_life_it_ended() {
+        let report = report_remove(Some(ended("a", 3)), Some(v(4)), None, v(4));
+        assert_eq!(report.applied, Applied::Removed);
+        assert_eq!(report.ended, Some(ended("a", 3)));
+    }
+
+    #[test]
+    fn a_redelivered_remove_reports_the_life_it_ended_again() {
+        let report = report_remove(None, Some(v(4)), remembers("a", 3, 4), v(4));
+        assert_eq!(report.applied, Applied::Removed);
+        assert_eq!(report.ended, Some(ended("a", 3)));
+    }
+
+    #[test]
+    fn a_remove_that_is_not_the_one_that_ended_the_life_ended_nothing() {
+        let absent = Report {
+            applied: Applied::Absent,
+            ended: None,
+        };
+        // Nothing was ever ended here.
+        assert_eq!(report_remove(None, None, None, v(4)), absent);
+        assert_eq!(report_remove(None, Some(v(4)), None, v(4)), absent);
+        // Remove 5 ended the life; remove 4 arrives late.
+        assert_eq!(
+            report_remove(None, Some(v(5)), remembers("a", 3, 5), v(4)),
+            absent
+        );
+        // Remove 4 ended it, then remove 6 found nothing: 4's redelivery no longer owns
+        // the tombstone.
+        assert_eq!(
+            report_remove(None, Some(v(6)), remembers("a", 3, 4), v(4)),
+            absent
+        );
+        // A stale memory left by an older release's raise of the tombstone to 6.
+        assert_eq!(
+            report_remove(None, Some(v(6)), remembers("a", 3, 4), v(6)),
+            absent
+        );
     }
 
     fn permutations(events: &[(u64, bool)]) -> Vec<Vec<(u64, bool)>> {

@@ -100,6 +100,30 @@ impl RawStore {
         }
     }
 
+    /// The id of the life the key's tombstone remembers ending, if any.
+    pub async fn tombstone_ended_id(&self, owner: &str, action_key: &str) -> Option<String> {
+        match self {
+            RawStore::Sqlite(path) => RawStore::sqlite(path)
+                .query_row(
+                    "SELECT ended_id FROM tombstones WHERE owner = ?1 AND action_key = ?2",
+                    [owner, action_key],
+                    |row| row.get(0),
+                )
+                .unwrap(),
+            RawStore::DynamoDb { client, table } => client
+                .get_item()
+                .table_name(table)
+                .set_key(Some(key(&format!("{owner}#tombstone"), action_key)))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item()
+                .and_then(|item| item.get("ended_id"))
+                .map(|id| id.as_s().unwrap().clone()),
+        }
+    }
+
     /// A row as the first version wrote it: no version attributes.
     pub async fn insert_legacy(&self, item: &FeedItem) {
         match self {
