@@ -199,10 +199,12 @@ async fn replay(
             headers.insert(dlq_header::ORIGINAL_SEQUENCE, letter.original_sequence.as_str());
         }
         input::publish_with_headers(js, target, headers, letter.body.clone()).await?;
-        stream
-            .delete_message(sequence)
-            .await
-            .with_context(|| format!("replayed {sequence} but could not delete it from {}", which.name()))?;
+        stream.delete_message(sequence).await.with_context(|| {
+            format!(
+                "replayed {sequence} but could not delete it from {}",
+                which.name()
+            )
+        })?;
         replayed += 1;
         progress.inc(1);
     }

@@ -182,22 +182,9 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut observers = Observers::default();
-    if announces && let (Some(consumer), Some(limits)) = (&consumer, consumer_limits) {
+    if announces && config.nats.mode == NatsMode::JetStream {
         let js = outbox.unwrap_or_else(|| async_nats::jetstream::new(client.clone()));
-        let epoch = match &source {
-            Source::JetStream {
-                stream_created_micros,
-                ..
-            } => *stream_created_micros,
-            Source::Core(_) => 0,
-        };
-        observers.announcer = Some(Arc::new(Announcer::new(
-            js,
-            consumer.clone(),
-            epoch,
-            limits.ack_wait,
-            Arc::clone(&observers.metrics),
-        )));
+        observers.announcer = Some(Arc::new(Announcer::new(js, Arc::clone(&observers.metrics))));
     }
     // The delivery stage's shutdown comes after the store stage's: jobs the last events
     // announced are still sent (or left in the outbox for the next start).

@@ -62,6 +62,10 @@ pub struct Removal {
     pub owner: String,
     pub action_key: String,
     pub version: String,
+    /// The outbox sequence of this notification's `created` job, when it is in the outbox:
+    /// the removal is sent only once that job is settled. Not sent to clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_job: Option<u64>,
 }
 
 /// One outbox message's body.
@@ -71,6 +75,16 @@ pub enum Job {
     Created(Notice),
     Updated(Notice),
     Removed(Removal),
+}
+
+/// A removal as receivers see it: without the outbox bookkeeping.
+fn removal_data(removal: &Removal) -> serde_json::Value {
+    serde_json::json!({
+        "id": removal.id,
+        "owner": removal.owner,
+        "action_key": removal.action_key,
+        "version": removal.version,
+    })
 }
 
 /// Prefix of the outbox's subjects (`deliveries.created`, ...).
@@ -84,12 +98,19 @@ impl Job {
         })
     }
 
-    pub fn removed(owner: &str, action_key: &str, id: &str, version: Version) -> Job {
+    pub fn removed(
+        owner: &str,
+        action_key: &str,
+        id: &str,
+        version: Version,
+        created_job: Option<u64>,
+    ) -> Job {
         Job::Removed(Removal {
             id: id.to_owned(),
             owner: owner.to_owned(),
             action_key: action_key.to_owned(),
             version: version.to_number().to_string(),
+            created_job,
         })
     }
 
@@ -150,7 +171,7 @@ impl Job {
                 }
                 data
             }
-            Job::Removed(removal) => serde_json::to_value(removal).expect("a removal serializes"),
+            Job::Removed(removal) => removal_data(removal),
         }
     }
 
@@ -160,7 +181,7 @@ impl Job {
             Job::Created(notice) | Job::Updated(notice) => {
                 serde_json::to_value(notice).expect("a notice serializes")
             }
-            Job::Removed(removal) => serde_json::to_value(removal).expect("a removal serializes"),
+            Job::Removed(removal) => removal_data(removal),
         }
     }
 
@@ -212,8 +233,11 @@ mod tests {
             ..notice
         });
         assert_eq!(updated.message_id(), format!("{id}_v42"));
-        let removed = Job::removed("user-123", "k", &id, Version::new(1, 2).unwrap());
+        let removed = Job::removed("user-123", "k", &id, Version::new(1, 2).unwrap(), Some(7));
         assert_eq!(removed.message_id(), format!("{id}_removed"));
+        assert!(removed.client_data().get("created_job").is_none());
+        assert!(removed.full_data().get("created_job").is_none());
+        assert_eq!(Job::parse(&removed.to_bytes()).unwrap(), removed);
     }
 
     #[test]

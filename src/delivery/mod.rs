@@ -66,7 +66,9 @@ impl DeliverySettings {
                 None => None,
             },
             ChannelName::Nats => match (&self.nats, client) {
-                (Some(settings), Some(client)) => Some(AnyChannel::Nats(NatsChannel::new(client.clone(), settings))),
+                (Some(settings), Some(client)) => {
+                    Some(AnyChannel::Nats(NatsChannel::new(client.clone(), settings)))
+                }
                 (Some(_), None) => anyhow::bail!("channel nats needs a NATS connection"),
                 (None, _) => None,
             },

@@ -5,22 +5,27 @@
 //!   (also when it is redelivered: the store reports the creating event again, the job has
 //!   the same message id, and the stream's duplicate window drops the copy);
 //! - a `removed` job when the store reports that this remove ended a life (again on
-//!   redelivery: its tombstone remembers). Its notification's `created` job, if there is one,
-//!   must be in the outbox first: it is published before its event is acknowledged, so the
-//!   announcer waits until the events consumer's ack floor has passed the creating event.
-//!   That wait is short: only a like and its unlike racing on two replicas meet it.
+//!   redelivery: its tombstone remembers). A client must never get the removal before the
+//!   notification, yet the replica that stored the like may still be about to announce it
+//!   when another replica applies the unlike. So before the removal, the announcer claims
+//!   the notification's `created` message id with an empty probe (subject
+//!   `deliveries.probe`, which every channel skips): if the `created` job is already in the
+//!   outbox, the stream answers "duplicate" with its sequence, and the removal carries it
+//!   (channels send the removal only once that job is settled); if it is not, the probe now
+//!   holds the id and the late `created` job is dropped as a duplicate: a notification
+//!   removed before it was announced is never announced. No waiting, one extra publish per
+//!   removal.
 //!
 //! A repeated event (another message, another sequence) is a duplicate for the store, so it
 //! announces nothing.
 
-use super::ack_floor::AckFloor;
 use super::job::Job;
 use crate::domain::{Change, Version};
 use crate::store::{Applied, Report};
 use crate::telemetry::metrics::Metrics;
 use anyhow::Context;
 use async_nats::jetstream::{
-    self, consumer::PullConsumer, context::PublishErrorKind, message::PublishMessage, stream,
+    self, context::PublishErrorKind, message::PublishMessage, publish::PublishAck, stream,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +39,8 @@ const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// notification and acknowledging its event is redelivered well within it (AckWait); one
 /// that is not (the event dead-lettered and replayed later, say) can repeat a delivery.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// The subject of the probes that claim a `created` message id (see above).
+pub const PROBE_SUBJECT: &str = "deliveries.probe";
 /// Pause between tries to publish a job while NATS does not answer.
 const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 
@@ -55,13 +62,6 @@ pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<stream::St
 /// The store stage's side of the outbox.
 pub struct Announcer {
     js: jetstream::Context,
-    /// The events consumer and its stream's epoch: a removal waits for the event that
-    /// created its notification to be settled.
-    events: AckFloor,
-    events_epoch: u64,
-    /// The longest a removal waits for that (a crashed replica's events come back after
-    /// AckWait): past it, it is announced anyway, with a warning.
-    longest_wait: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -70,20 +70,8 @@ pub struct Announcer {
 pub struct Interrupted;
 
 impl Announcer {
-    pub fn new(
-        js: jetstream::Context,
-        events: PullConsumer,
-        events_epoch: u64,
-        ack_wait: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Announcer {
-        Announcer {
-            js,
-            events: AckFloor::new(events),
-            events_epoch,
-            longest_wait: ack_wait * 2,
-            metrics,
-        }
+    pub fn new(js: jetstream::Context, metrics: Arc<Metrics>) -> Announcer {
+        Announcer { js, metrics }
     }
 
     /// Announces what `report` says `change` (applied at `version`) did, if anything.
@@ -97,49 +85,73 @@ impl Announcer {
         let job = match (report.applied, change, &report.ended) {
             (Applied::Created, Change::Create(notification), _) => Job::created(notification, version),
             (Applied::Removed, Change::Remove { owner, action_key }, Some(ended)) => {
-                self.wait_for_creation(ended.created, shutdown).await?;
-                Job::removed(owner.as_str(), action_key.as_str(), &ended.id, version)
+                let created_job = self.claim_created(&ended.id, shutdown).await?;
+                Job::removed(
+                    owner.as_str(),
+                    action_key.as_str(),
+                    &ended.id,
+                    version,
+                    created_job,
+                )
             }
             _ => return Ok(()),
         };
-        self.publish(&job, shutdown).await
+        self.publish(&job.subject(), &job.message_id(), job.to_bytes(), shutdown)
+            .await
+            .map(|_| self.metrics.outbox_published(job.kind().as_str()))
     }
 
-    /// Publishes `job` and waits for the outbox to store it. NATS trouble is retried until
-    /// shutdown; a missing outbox is not (it must never stop storing): the job is counted
-    /// as lost and logged.
-    async fn publish(&self, job: &Job, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+    /// Publishes the probe for notification `id`'s `created` job: the job's outbox
+    /// sequence when it is there, `None` when the probe took its id.
+    async fn claim_created(
+        &self,
+        id: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<u64>, Interrupted> {
+        let ack = self
+            .publish(PROBE_SUBJECT, id, bytes::Bytes::new(), shutdown)
+            .await?;
+        Ok(ack.and_then(|ack| ack.duplicate.then_some(ack.sequence)))
+    }
+
+    /// Publishes one message to the outbox and waits for the stream's answer (`None`: the
+    /// outbox is missing). NATS trouble is retried until shutdown; a missing outbox is not
+    /// (it must never stop storing): the job is counted as lost and logged.
+    async fn publish(
+        &self,
+        subject: &str,
+        message_id: &str,
+        body: bytes::Bytes,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<PublishAck>, Interrupted> {
         let mut attempt = 0u32;
         loop {
             let message = PublishMessage::build()
-                .payload(job.to_bytes())
-                .message_id(job.message_id());
+                .payload(body.clone())
+                .message_id(message_id);
             let sent = async {
                 self.js
-                    .send_publish(job.subject(), message)
+                    .send_publish(subject.to_owned(), message)
                     .await
                     .map_err(|error| (error.kind(), error.to_string()))?
                     .await
                     .map_err(|error| (error.kind(), error.to_string()))
             };
             let error = match sent.await {
-                Ok(_) => {
-                    self.metrics.outbox_published(job.kind().as_str());
-                    return Ok(());
-                }
+                Ok(ack) => return Ok(Some(ack)),
                 Err(error) => error,
             };
             match error {
-                (PublishErrorKind::StreamNotFound, message) => {
+                (PublishErrorKind::StreamNotFound, error) => {
                     self.metrics.outbox_lost();
-                    tracing::error!(stream = OUTBOX_STREAM, error = %message, id = job.id(), kind = job.kind().as_str(),
+                    tracing::error!(stream = OUTBOX_STREAM, %error, message_id, subject,
                         "the outbox is missing: this notification is stored but will not be delivered (run `notification-worker setup`)");
-                    return Ok(());
+                    return Ok(None);
                 }
-                (_, message) => {
+                (_, error) => {
                     attempt += 1;
                     if attempt == 1 || attempt.is_multiple_of(20) {
-                        tracing::warn!(error = %message, attempt, id = job.id(), "cannot publish a delivery job; retrying");
+                        tracing::warn!(%error, attempt, message_id, "cannot publish a delivery job; retrying");
                     }
                 }
             }
@@ -149,31 +161,5 @@ impl Announcer {
                 () = tokio::time::sleep(PUBLISH_RETRY) => {}
             }
         }
-    }
-
-    /// Returns once the event at `created` is settled on the events consumer (so its
-    /// `created` job, if it had one, is in the outbox), or after `longest_wait`.
-    async fn wait_for_creation(
-        &self,
-        created: Version,
-        shutdown: &CancellationToken,
-    ) -> Result<(), Interrupted> {
-        // Another stream's event (the stream was re-created, or a legacy row) is long settled.
-        if created.epoch() != self.events_epoch || created.sequence() == 0 {
-            return Ok(());
-        }
-        let passed = self
-            .events
-            .wait_past(created.sequence(), self.longest_wait, shutdown)
-            .await
-            .map_err(|_| Interrupted)?;
-        if !passed {
-            tracing::warn!(
-                created_seq = created.sequence(),
-                waited_s = self.longest_wait.as_secs(),
-                "the event that created a removed notification is still not settled; announcing the removal anyway"
-            );
-        }
-        Ok(())
     }
 }

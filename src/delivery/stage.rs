@@ -3,12 +3,13 @@
 //! them), retry what failed for a while, dead-letter what the channel refuses.
 //!
 //! Order per notification holds across replicas: a `removed` job is sent only once its
-//! notification's `created` job is settled, by this replica (it remembers the ones it sent)
-//! or by any (the consumer's ack floor has passed every earlier job).
+//! notification's `created` job (whose outbox sequence it carries) is settled, by this
+//! replica (it remembers the ones it sent) or by any (the consumer's ack floor has passed it).
 
 use super::ack_floor::AckFloor;
 use super::channel::{Channel, Failure, SendError, retry_pause};
 use super::job::{Job, JobKind};
+use super::outbox::PROBE_SUBJECT;
 use crate::domain::{Reason, Rejection};
 use crate::input::{DeadLetters, Delivery, Source};
 use crate::processing::keep_alive::{Held, HeldDeliveries};
@@ -193,10 +194,12 @@ async fn dispatch(
     permit: OwnedSemaphorePermit,
 ) {
     let held = shared.held.hold(&delivery);
-    if let Some(channel) = delivery.subject.strip_prefix(REPLAY_PREFIX)
-        && channel != shared.name
-    {
-        // Another channel's replayed dead letter.
+    let for_another_channel = delivery
+        .subject
+        .strip_prefix(REPLAY_PREFIX)
+        .is_some_and(|channel| channel != shared.name);
+    if for_another_channel || delivery.subject == PROBE_SUBJECT {
+        // Another channel's replayed dead letter, or a removal's probe (see `outbox`).
         delivery.ack().await;
         return;
     }
@@ -256,18 +259,21 @@ async fn run_lane(shared: Arc<Shared>, key: OrderKey, first: Pending) {
 /// settles its message accordingly.
 async fn deliver(shared: &Shared, pending: &Pending) {
     let Pending { delivery, job, .. } = pending;
-    if job.kind() == JobKind::Removed && !shared.has_sent_created(job.id()) {
-        let before = delivery.stream_sequence.unwrap_or(1).saturating_sub(1);
+    if let Job::Removed(removal) = job
+        && let Some(created_job) = removal.created_job
+        && !shared.has_sent_created(job.id())
+    {
+        // Its notification's job may still be on another replica: wait until it is settled.
         match shared
             .floor
-            .wait_past(before, shared.settings.ack_wait * 2, &shared.shutdown)
+            .wait_past(created_job, shared.settings.ack_wait * 2, &shared.shutdown)
             .await
         {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 channel = shared.name,
                 id = job.id(),
-                "earlier jobs are still not settled; sending the removal anyway"
+                "the notification's job is still not settled; sending its removal anyway"
             ),
             Err(_) => return delivery.hand_back(Duration::from_secs(1)).await,
         }
