@@ -7,6 +7,8 @@
 //!   reason codes, the stored notification and its action key. No NATS or AWS types.
 //! - [`processing`]: per-key ordering, retries, outcomes, acknowledgement after durability.
 //! - [`store`]: the [`store::NotificationStore`] contract, SQLite and DynamoDB.
+//! - [`delivery`]: telling people — the outbox the store stage announces to, one consumer
+//!   stage per channel, and one file per channel (Pusher, NATS, webhooks).
 //!
 //! At the edges: [`config`] (one typed tree from flags, environment and `.env`),
 //! [`telemetry`] (logs, metrics, readiness), [`http`] (health and metrics endpoints) and
