@@ -40,9 +40,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let subscribe = serde_json::json!({ "event": "pusher:subscribe", "data": subscription });
                 socket.send(Message::Text(subscribe.to_string().into())).await?;
             }
-            "pusher_internal:subscription_succeeded" => eprintln!("subscribed to {channel}; waiting for notifications"),
+            "pusher_internal:subscription_succeeded" => {
+                eprintln!("subscribed to {channel}; waiting for notifications")
+            }
             "pusher:ping" => {
-                socket.send(Message::Text(r#"{"event":"pusher:pong","data":{}}"#.into())).await?;
+                socket
+                    .send(Message::Text(r#"{"event":"pusher:pong","data":{}}"#.into()))
+                    .await?;
             }
             "pusher:error" | "pusher:subscription_error" => return Err(format!("refused: {frame}").into()),
             event if !event.starts_with("pusher") => println!("{event} {data}"),

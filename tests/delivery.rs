@@ -308,7 +308,11 @@ async fn a_receiver_that_fails_for_a_while_gets_every_job_and_none_is_dead_lette
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = WebhookReceiver::start();
-    let _worker = Worker::start(dir.path(), &with_webhook(base_env(&nats, dir.path()), &receiver));
+    let worker = Worker::start(
+        dir.path(),
+        &with_http(with_webhook(base_env(&nats, dir.path()), &receiver)),
+    );
+    let http = worker.http_addr();
     let js = nats.jetstream().await;
     // First 503s (with Retry-After), then no server at all for 10 s, mid-load.
     receiver.answer(503);
@@ -340,6 +344,12 @@ async fn a_receiver_that_fails_for_a_while_gets_every_job_and_none_is_dead_lette
         stopped.elapsed() < Duration::from_secs(10),
         "stored within the outage"
     );
+    // The outage shows in the metrics, never in readiness: storing goes on.
+    let (status, _) = http_get(&http, "/readyz");
+    assert_eq!(status, 200);
+    let (_, metrics) = http_get(&http, "/metrics");
+    let retried = r#"notification_worker_deliveries_total{channel="webhook",outcome="retried"}"#;
+    assert!(metric(&metrics, retried).unwrap() > 0.0, "{metrics}");
     while stopped.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -356,6 +366,11 @@ async fn a_receiver_that_fails_for_a_while_gets_every_job_and_none_is_dead_lette
     })
     .await;
     assert!(delivery_dead_letters(&nats).await.is_empty());
+    let (_, metrics) = http_get(&http, "/metrics");
+    let delivered = r#"notification_worker_deliveries_total{channel="webhook",outcome="delivered"}"#;
+    assert!(metric(&metrics, delivered).unwrap() >= LIKES as f64, "{metrics}");
+    let dead = r#"notification_worker_deliveries_total{channel="webhook",outcome="dead_lettered"}"#;
+    assert_eq!(metric(&metrics, dead), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -691,9 +706,9 @@ async fn the_delivery_stage_runs_on_its_own() {
     };
     let (_store, _delivery) = (spawn("store"), spawn("delivery"));
     let js = nats.jetstream().await;
-    // The store stage creates the outbox in development; publish once it runs.
-    eventually("the outbox", WITHIN, || async {
-        js.get_stream("NOTIFICATION_DELIVERIES").await.is_ok()
+    // Each stage creates what it reads in development; publish once both run.
+    eventually("the streams", WITHIN, || async {
+        js.get_stream("NOTIFICATION_DELIVERIES").await.is_ok() && js.get_stream("NOTIFICATIONS").await.is_ok()
     })
     .await;
     publish(
@@ -731,4 +746,59 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn the_receivers_own_signer_matches_the_specifications_example() {
+    use base64::Engine;
+    // The example in the Standard Webhooks specification ("Signature scheme").
+    let key = base64::engine::general_purpose::STANDARD
+        .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .unwrap();
+    assert_eq!(
+        webhook::expected_signature(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            br#"{"test": 2432232314}"#
+        ),
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pusher_secret_is_refused_by_the_server_and_dead_lettered_as_permanent() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pusher = support::sockudo::Sockudo::start();
+    let mut env = base_env(&nats, dir.path());
+    for (name, value) in pusher.worker_env("user-{owner}-notifications") {
+        let value = if name == "PUSHER_SECRET" {
+            "not-the-secret".to_owned()
+        } else {
+            value
+        };
+        env.push((name, value));
+    }
+    let _worker = Worker::start(dir.path(), &env);
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-456", "post-789"),
+    )
+    .await;
+    eventually("the dead letter", WITHIN, || async {
+        delivery_dead_letters(&nats).await.len() == 1
+    })
+    .await;
+    let letters = delivery_dead_letters(&nats).await;
+    assert_eq!(letters[0].subject.as_str(), "dlq.deliveries.pusher");
+    assert_eq!(header(&letters[0], "Dlq-Reason"), "channel_rejected");
+    assert!(
+        header(&letters[0], "Dlq-Error").contains("401"),
+        "{}",
+        header(&letters[0], "Dlq-Error")
+    );
+    assert_eq!(count_rows(dir.path()), 1, "stored all the same");
 }
