@@ -11,6 +11,9 @@ pub struct NatsRealtimeSettings {
     pub subject: OwnerTemplate,
 }
 
+/// How long the server has to confirm a send.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct NatsChannel {
     client: async_nats::Client,
     subject: OwnerTemplate,
@@ -56,9 +59,17 @@ impl Channel for NatsChannel {
             results.push(result);
         }
         // Core NATS has no acknowledgement: "accepted" means the server has the messages,
-        // which a flush (a round trip after them) tells.
-        if let Err(error) = self.client.flush().await {
-            let failed = SendError::transient(format!("cannot flush to NATS: {error}"));
+        // which a flush (a round trip after them) tells. While disconnected the client holds
+        // them and a flush waits for the reconnection: bounded, that is a transient failure.
+        let flushed = match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
+            Ok(flushed) => flushed.map_err(|error| format!("cannot flush to NATS: {error}")),
+            Err(_) => Err(format!(
+                "NATS did not confirm within {}s",
+                FLUSH_TIMEOUT.as_secs()
+            )),
+        };
+        if let Err(error) = flushed {
+            let failed = SendError::transient(error);
             for result in &mut results {
                 if result.is_ok() {
                     *result = Err(failed.clone());
