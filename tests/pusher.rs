@@ -499,8 +499,16 @@ async fn kills_between_commit_and_send_lose_no_pusher_delivery() {
     let audience = server.audience(owners_channels()).await;
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
+    // Each request held 25 ms on its way to sockudo: more jobs are between their commit
+    // and their send when a kill comes.
+    let slow_network = support::DelayingProxy::start(server.port, Duration::from_millis(25));
     let mut env = support::base_env(&nats, dir.path());
     env.extend(server.worker_env(TEMPLATE));
+    for (name, value) in &mut env {
+        if *name == "PUSHER_HOST" {
+            *value = slow_network.endpoint();
+        }
+    }
     let js = nats.jetstream().await;
     let mut worker = Worker::start(dir.path(), &env);
     let publisher = {
@@ -539,8 +547,10 @@ async fn kills_between_commit_and_send_lose_no_pusher_delivery() {
         )
         .unwrap();
 
-    wait_for_every_id(&audience, &ids, Duration::from_secs(180), &server, &worker).await;
-    wait_until_pusher_drained(&nats, Duration::from_secs(120)).await;
+    // Once the consumer has settled every job, each was sent (or lost): only the way from
+    // sockudo to the subscriber is left.
+    wait_until_pusher_drained(&nats, Duration::from_secs(180)).await;
+    wait_for_every_id(&audience, &ids, Duration::from_secs(10), &server, &worker).await;
     // Connected once: sockudo never dropped the subscriber (it reconnects by itself, and
     // what it missed meanwhile would otherwise look like the worker's loss).
     assert_eq!(
