@@ -6,8 +6,11 @@
 
 use super::{free_port, port_answers};
 use futures::{SinkExt, StreamExt};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -64,8 +67,20 @@ impl Sockudo {
         server
     }
 
+    /// Starts it again (after [`Sockudo::kill`]) on the same port with the same app: a
+    /// Pusher server back from an outage, with no subscriptions (they were in its memory).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
     fn launch(&mut self) {
-        let log = std::fs::File::create(self.log_path()).unwrap();
+        // Appended to, so that a restart keeps what the earlier run said.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut command = Command::new(program());
         command.current_dir(self.dir.path()).env_clear();
         for keep in ["PATH", "HOME"] {
@@ -90,6 +105,12 @@ impl Sockudo {
             ("QUEUE_DRIVER", "none"),
             // Tests send bursts on purpose; a limiter would make them flaky.
             ("RATE_LIMITER_ENABLED", "false"),
+            // Each connection's outgoing queue holds 1,000 messages by default, and a client
+            // that falls that far behind is disconnected ("Client buffer full ... disconnecting
+            // slow consumer", sockudo-core's websocket/reference.rs): one subscriber of
+            // thousands of events on a busy machine would lose events to that rather than to
+            // the worker. (With 5, even 20 subscriptions' confirmations overflow it.)
+            ("WEBSOCKET_MAX_MESSAGES", "1000000"),
             // Its metrics listener has a fixed port (9601): parallel servers would collide.
             ("METRICS_ENABLED", "false"),
             ("MCP_ENABLED", "false"),
@@ -318,4 +339,210 @@ fn parse_data(data: &serde_json::Value) -> serde_json::Value {
         serde_json::Value::String(text) => serde_json::from_str(text).unwrap_or_else(|_| data.clone()),
         other => other.clone(),
     }
+}
+
+impl Sockudo {
+    /// A subscriber of `channels` that reads in the background and comes back by itself:
+    /// when the server goes away it connects again (as pusher-js does) and subscribes to
+    /// every channel again. Returns once the first subscriptions are confirmed.
+    pub async fn audience(&self, channels: Vec<String>) -> Audience {
+        let audience = Audience {
+            events: Arc::default(),
+            sessions: Arc::default(),
+            stop: Arc::default(),
+        };
+        tokio::spawn(listen(
+            self.port,
+            self.key.clone(),
+            self.secret.clone(),
+            channels,
+            audience.clone(),
+        ));
+        audience.wait_for_sessions(1, Duration::from_secs(30)).await;
+        audience
+    }
+}
+
+/// What an [`Sockudo::audience`] received, over every connection it made.
+#[derive(Clone)]
+pub struct Audience {
+    events: Arc<Mutex<Vec<Received>>>,
+    /// Connections on which every channel's subscription was confirmed.
+    sessions: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Audience {
+    /// Every application event so far, in arrival order.
+    pub fn events(&self) -> Vec<Received> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+
+    /// How many times it was subscribed to all its channels (1 + the reconnections).
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_for_sessions(&self, sessions: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.sessions() < sessions {
+            assert!(
+                Instant::now() < deadline,
+                "not subscribed {sessions} times within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Audience {
+    fn drop(&mut self) {
+        // The last handle (the listening task keeps one, so two are left before that).
+        if Arc::strong_count(&self.stop) <= 2 {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The audience's task: connect, subscribe to everything, record events; again whenever
+/// the connection ends, until the audience is dropped.
+async fn listen(port: u16, key: String, secret: String, channels: Vec<String>, audience: Audience) {
+    let url =
+        format!("ws://127.0.0.1:{port}/app/{key}?protocol=7&client=notification-worker-tests&version=1");
+    while !audience.stop.load(Ordering::SeqCst) {
+        let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
+            // The server is not back yet.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let mut confirmed = std::collections::HashSet::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_millis(200), socket.next()).await;
+            if audience.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let message = match next {
+                Err(_) => continue,
+                Ok(Some(Ok(message))) => message,
+                // Closed or broken: connect again.
+                Ok(Some(Err(_)) | None) => break,
+            };
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let Ok(frame) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
+                continue;
+            };
+            let event = frame["event"].as_str().unwrap_or_default();
+            match event {
+                "pusher:connection_established" => {
+                    let data = parse_data(&frame["data"]);
+                    let socket_id = data["socket_id"].as_str().unwrap_or_default().to_owned();
+                    // Every subscription at once: no event is missed while waiting for one.
+                    for channel in &channels {
+                        let mut data = serde_json::json!({ "channel": channel });
+                        if channel.starts_with("private-") {
+                            data["auth"] = private_auth(&key, &secret, &socket_id, channel).into();
+                        }
+                        let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+                        if socket.send(Message::text(frame.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                "pusher:ping" => {
+                    let pong = serde_json::json!({ "event": "pusher:pong", "data": {} });
+                    let _ = socket.send(Message::text(pong.to_string())).await;
+                }
+                "pusher_internal:subscription_succeeded" => {
+                    confirmed.insert(frame["channel"].as_str().unwrap_or_default().to_owned());
+                    if confirmed.len() == channels.len() {
+                        audience.sessions.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                "pusher:subscription_error" | "pusher:error" => {
+                    panic!("sockudo refused the audience: {frame}")
+                }
+                _ if event.starts_with("pusher:") || event.starts_with("pusher_internal:") => {}
+                _ => audience.events.lock().unwrap().push(Received {
+                    event: event.to_owned(),
+                    channel: frame["channel"].as_str().unwrap_or_default().to_owned(),
+                    data: parse_data(&frame["data"]),
+                }),
+            }
+        }
+    }
+}
+
+/// A door in front of a server's HTTP API, for the worker: open, it passes connections
+/// through to `upstream`; closed, it drops each connection at once (to the worker, a server
+/// that is not there). Lets a test decide when a server back from an outage is reachable
+/// again for the worker, e.g. only once its subscribers are back.
+pub struct Gate {
+    pub port: u16,
+    open: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Gate {
+    pub fn start(upstream: u16) -> Gate {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (is_open, stopped) = (Arc::clone(&open), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) if is_open.load(Ordering::SeqCst) => {
+                        client.set_nonblocking(false).unwrap();
+                        std::thread::spawn(move || pass(client, upstream));
+                    }
+                    Ok((client, _)) => drop(client),
+                    // Polled so that the thread notices `stop`.
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Gate { port, open, stop }
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// New connections are dropped; ones already through stay until either side ends them.
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pass(client: TcpStream, upstream: u16) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let copy = |mut from: TcpStream, mut to: TcpStream| {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    };
+    let (client_in, server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upward = std::thread::spawn(move || copy(client_in, server_out));
+    copy(server, client);
+    let _ = upward.join();
 }
