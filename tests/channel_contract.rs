@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use notification_worker::config::Secret;
 use notification_worker::delivery::job::Notice;
 use notification_worker::delivery::nats::{NatsChannel, NatsRealtimeSettings};
-use notification_worker::delivery::pusher::{PusherChannel, PusherSettings};
+use notification_worker::delivery::pusher::PusherChannel;
 use notification_worker::delivery::template::{NameKind, OwnerTemplate};
 use notification_worker::delivery::webhook::{WebhookChannel, WebhookSettings};
 use notification_worker::delivery::{AnyChannel, Channel, Failure, Job};
@@ -43,17 +43,6 @@ fn kind_of(event: &str) -> String {
     .to_owned()
 }
 
-fn pusher_settings(server: &support::sockudo::Sockudo, secret: &str) -> PusherSettings {
-    PusherSettings {
-        app_id: server.app_id.clone(),
-        key: server.key.clone(),
-        secret: Secret::new(secret),
-        base_url: url::Url::parse(&server.host_url()).unwrap(),
-        channel: OwnerTemplate::parse(NameKind::PusherChannel, "user-{owner}-notifications").unwrap(),
-        timeout: Duration::from_secs(5),
-    }
-}
-
 fn pusher() -> BoxFuture<'static, Rig> {
     Box::pin(async {
         let server = support::sockudo::Sockudo::start();
@@ -69,10 +58,13 @@ fn pusher() -> BoxFuture<'static, Rig> {
                 sink.lock().unwrap().push((kind_of(&event.event), id));
             }
         });
-        let channel =
-            AnyChannel::Pusher(PusherChannel::new(pusher_settings(&server, &server.secret)).unwrap());
-        let misconfigured =
-            AnyChannel::Pusher(PusherChannel::new(pusher_settings(&server, "wrong")).unwrap());
+        let channel = AnyChannel::Pusher(
+            PusherChannel::new(server.channel_settings("user-{owner}-notifications", &server.secret))
+                .unwrap(),
+        );
+        let misconfigured = AnyChannel::Pusher(
+            PusherChannel::new(server.channel_settings("user-{owner}-notifications", "wrong")).unwrap(),
+        );
         let server = Arc::new(Mutex::new(server));
         let stopping = Arc::clone(&server);
         Rig {

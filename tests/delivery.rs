@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::webhook::{self, WebhookReceiver};
@@ -72,18 +72,6 @@ impl Realtime {
     fn count(&self, event: &str) -> usize {
         self.events().iter().filter(|(name, _)| name == event).count()
     }
-}
-
-fn stored_ids(dir: &std::path::Path) -> HashMap<(String, String), String> {
-    let connection = sqlite(dir);
-    let mut statement = connection
-        .prepare("SELECT owner, action_key, id FROM notifications")
-        .unwrap();
-    statement
-        .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
 }
 
 /// Waits until the channel's consumer has nothing pending or unacknowledged.
@@ -373,45 +361,6 @@ async fn a_receiver_that_fails_for_a_while_gets_every_job_and_none_is_dead_lette
     assert_eq!(metric(&metrics, dead), Some(0.0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_job_is_dead_lettered_on_its_channel_only() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = WebhookReceiver::start();
-    receiver.answer(400);
-    let realtime = Realtime::subscribe(&nats, "users.>").await;
-    let env = with_nats_channel(with_webhook(base_env(&nats, dir.path()), &receiver));
-    let _worker = Worker::start(dir.path(), &env);
-    let js = nats.jetstream().await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
-    let letters = loop {
-        let letters = delivery_dead_letters(&nats).await;
-        if !letters.is_empty() {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].subject.as_str(), "dlq.deliveries.webhook");
-    assert_eq!(header(&letters[0], "Dlq-Reason"), "channel_rejected");
-    assert!(
-        header(&letters[0], "Dlq-Error").contains("400"),
-        "{}",
-        header(&letters[0], "Dlq-Error")
-    );
-    // The other channel and the feed are untouched by the refusal.
-    eventually("the realtime message", WITHIN, || async {
-        realtime.count("new-notification") == 1
-    })
-    .await;
-    assert_eq!(count_rows(dir.path()), 1);
-}
-
 /// Two replicas on one consumer; every key published like → unlike → like or like → unlike
 /// back to back. Every notification left live reached the subscriber, and every removal
 /// reached it after its notification.
@@ -582,7 +531,7 @@ fn cli(dir: &std::path::Path, env: &[(&'static str, String)], args: &[&str]) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_channels_dead_letters_are_listed_and_replayed_to_that_channel_only() {
+async fn a_refused_job_is_dead_lettered_on_its_channel_only_and_replayed_to_it_alone() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let receiver = WebhookReceiver::start();
@@ -601,6 +550,20 @@ async fn a_channels_dead_letters_are_listed_and_replayed_to_that_channel_only() 
         delivery_dead_letters(&nats).await.len() == 1
     })
     .await;
+    let letters = delivery_dead_letters(&nats).await;
+    assert_eq!(letters[0].subject.as_str(), "dlq.deliveries.webhook");
+    assert_eq!(header(&letters[0], "Dlq-Reason"), "channel_rejected");
+    assert!(
+        header(&letters[0], "Dlq-Error").contains("400"),
+        "{}",
+        header(&letters[0], "Dlq-Error")
+    );
+    // The other channel and the feed are untouched by the refusal.
+    eventually("the realtime message", WITHIN, || async {
+        realtime.count("new-notification") == 1
+    })
+    .await;
+    assert_eq!(count_rows(dir.path()), 1);
 
     let listed = cli(
         dir.path(),

@@ -20,14 +20,7 @@ use support::{NatsServer, Worker};
 const WITHIN: Duration = Duration::from_secs(10);
 
 fn settings(server: &Sockudo, template: &str) -> PusherSettings {
-    PusherSettings {
-        app_id: server.app_id.clone(),
-        key: server.key.clone(),
-        secret: Secret::new(server.secret.clone()),
-        base_url: url::Url::parse(&server.host_url()).unwrap(),
-        channel: OwnerTemplate::parse(NameKind::PusherChannel, template).unwrap(),
-        timeout: Duration::from_secs(5),
-    }
+    server.channel_settings(template, &server.secret)
 }
 
 /// Settings for a server that is not sockudo (a closed port, a canned answer).
@@ -390,17 +383,6 @@ async fn publish_likes(js: &async_nats::jetstream::Context, likes: std::ops::Ran
     }
 }
 
-/// Every notification id in the worker's SQLite table.
-fn stored_ids(dir: &std::path::Path) -> Vec<String> {
-    let connection = support::sqlite(dir);
-    let mut statement = connection.prepare("SELECT id FROM notifications").unwrap();
-    statement
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
 /// The ids of the `new-notification` events the audience received (repeats included).
 fn delivered_ids(audience: &Audience) -> Vec<String> {
     audience
@@ -537,7 +519,9 @@ async fn kills_between_commit_and_send_lose_no_pusher_delivery() {
         support::consumer_backlog(&nats).await == (0, 0)
     })
     .await;
-    let ids = stored_ids(dir.path());
+    let ids = support::stored_ids(dir.path())
+        .into_values()
+        .collect::<Vec<String>>();
     assert_eq!(ids.len(), LIKES + 1);
     let twice_id: String = support::sqlite(dir.path())
         .query_row(
@@ -630,7 +614,9 @@ async fn a_pusher_outage_mid_load_delays_deliveries_and_loses_none() {
     );
     gate.open();
 
-    let ids = stored_ids(dir.path());
+    let ids = support::stored_ids(dir.path())
+        .into_values()
+        .collect::<Vec<String>>();
     assert_eq!(ids.len(), LIKES);
     wait_for_every_id(&audience, &ids, Duration::from_secs(120), &server, &worker).await;
     wait_until_pusher_drained(&nats, Duration::from_secs(60)).await;

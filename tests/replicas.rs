@@ -66,18 +66,6 @@ async fn publish_races(js: &async_nats::jetstream::Context) -> usize {
 /// The (owner, action_key) → id of every stored notification.
 type Stored = HashMap<(String, String), String>;
 
-fn stored_sqlite(dir: &std::path::Path) -> Stored {
-    let connection = sqlite(dir);
-    let mut statement = connection
-        .prepare("SELECT owner, action_key, id FROM notifications")
-        .unwrap();
-    statement
-        .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
 async fn stored_dynamodb(dynamo: &Dynalite, table: &str) -> Stored {
     let store = dynamo.store(table).await;
     let mut stored = HashMap::new();
@@ -173,7 +161,7 @@ async fn two_replicas_on_sqlite_end_every_key_in_stream_order() {
         workers.iter().all(|worker| worker.count("created") > 0),
         "both replicas took part"
     );
-    assert_every_key_right(&stored_sqlite(dir.path()), &workers);
+    assert_every_key_right(&stored_ids(dir.path()), &workers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +235,7 @@ async fn a_replica_killed_mid_drain_leaves_every_key_in_stream_order() {
         redelivered > 500,
         "what the killed replica held came back to the others: {redelivered}"
     );
-    assert_every_key_right(&stored_sqlite(dir.path()), &workers);
+    assert_every_key_right(&stored_ids(dir.path()), &workers);
 }
 
 /// `dlq replay` of a like that was dead-lettered before its unlike was applied: replayed

@@ -687,6 +687,19 @@ pub async fn publish_backlog(js: &async_nats::jetstream::Context, count: usize) 
     }
 }
 
+/// (owner, action_key) → id of every notification in the SQLite file.
+pub fn stored_ids(dir: &Path) -> std::collections::HashMap<(String, String), String> {
+    let connection = sqlite(dir);
+    let mut statement = connection
+        .prepare("SELECT owner, action_key, id FROM notifications")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 pub fn distinct_ids(dir: &std::path::Path) -> usize {
     let connection = sqlite(dir);
     let mut statement = connection.prepare("SELECT id FROM notifications").unwrap();

@@ -167,6 +167,23 @@ impl Sockudo {
         ]
     }
 
+    /// Settings of channel `pusher` for this server, with `secret` (the app's, or a wrong one).
+    pub fn channel_settings(
+        &self,
+        template: &str,
+        secret: &str,
+    ) -> notification_worker::delivery::pusher::PusherSettings {
+        use notification_worker::delivery::template::{NameKind, OwnerTemplate};
+        notification_worker::delivery::pusher::PusherSettings {
+            app_id: self.app_id.clone(),
+            key: self.key.clone(),
+            secret: notification_worker::config::Secret::new(secret),
+            base_url: url::Url::parse(&self.host_url()).unwrap(),
+            channel: OwnerTemplate::parse(NameKind::PusherChannel, template).unwrap(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
     /// A WebSocket client of this server's app.
     pub async fn subscriber(&self) -> Subscriber {
         Subscriber::connect(self.port, &self.key, &self.secret).await
