@@ -136,6 +136,7 @@ async fn a_batch_reaches_every_owner_and_an_oversized_job_does_not_hold_it_back(
             "k",
             "n-3",
             Version::new(1_700_000_000_000_000, 9).unwrap(),
+            None,
         ),
     ];
     let results = send_checked(&channel, &jobs).await;
