@@ -103,6 +103,21 @@ fn main() {
 }
 
 async fn run_all(sizes: Sizes) -> Report {
+    if let Some(output) = std::env::var_os("BENCH_PROFILE") {
+        // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
+        // With BENCH_ONLY=delivery, the drain with channel pusher on, until every job is sent.
+        let delivery = match std::env::var("BENCH_ONLY").as_deref() {
+            Ok("delivery") => runs::Delivery::Pusher,
+            _ => runs::Delivery::Off,
+        };
+        let drain = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, delivery).await;
+        eprintln!(
+            "{:.0} events/s; profile in {} (perf report -i ...)",
+            drain.events_per_second(),
+            output.to_string_lossy()
+        );
+        std::process::exit(0);
+    }
     // One measurement alone, for trying a change: BENCH_ONLY=latency|sqlite|dynamodb.
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("latency") => {
@@ -155,16 +170,6 @@ async fn run_all(sizes: Sizes) -> Report {
             std::process::exit(0);
         }
         _ => {}
-    }
-    if let Some(output) = std::env::var_os("BENCH_PROFILE") {
-        // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
-        let drain = runs::drain(runs::Store::Sqlite, sizes.sqlite_drain, 64).await;
-        eprintln!(
-            "{:.0} events/s; profile in {} (perf report -i ...)",
-            drain.events_per_second(),
-            output.to_string_lossy()
-        );
-        std::process::exit(0);
     }
     let started = std::time::Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
