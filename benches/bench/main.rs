@@ -61,21 +61,14 @@ fn median_drain(mut drains: Vec<runs::Drain>) -> runs::Drain {
     drains.swap_remove(drains.len() / 2)
 }
 
-/// The median drain with channel `pusher` on by deliveries per second (its store drain rate
-/// is reported from the run that the median by events per second picks).
-fn median_deliveries(drains: &[runs::Drain]) -> Option<(f64, f64)> {
-    let mut rates: Vec<(f64, f64)> = drains
+/// Of the drains with channel `pusher` on, the one with the median deliveries per second.
+fn median_deliveries(drains: &[runs::Drain]) -> Option<&runs::Deliveries> {
+    let mut deliveries: Vec<&runs::Deliveries> = drains
         .iter()
         .filter_map(|drain| drain.deliveries.as_ref())
-        .map(|d| {
-            (
-                d.rate.per_second(),
-                d.cost.cpu_seconds * 100_000.0 / d.rate.events as f64,
-            )
-        })
         .collect();
-    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
-    rates.get(rates.len() / 2).copied()
+    deliveries.sort_by(|a, b| a.rate.per_second().total_cmp(&b.rate.per_second()));
+    deliveries.get(deliveries.len() / 2).copied()
 }
 
 /// The concurrency sweep.
@@ -218,7 +211,13 @@ async fn run_all(sizes: Sizes) -> Report {
     report.dynamodb_ceiling = median_rate(dy);
     report.sqlite_drain = Some(median_drain(sqlite_drains));
     report.dynamodb_drain = Some(median_drain(dynamodb_drains));
-    report.deliveries = median_deliveries(&delivery_drains);
+    report.deliveries = median_deliveries(&delivery_drains).map(|d| {
+        (
+            d.rate.per_second(),
+            d.cost.cpu_seconds * 100_000.0 / d.rate.events as f64,
+            d.cost.peak_rss_mib,
+        )
+    });
     report.sqlite_drain_delivery = Some(median_drain(delivery_drains));
     step("worker: start to ready");
     report.start_to_ready = runs::start_to_ready().await;

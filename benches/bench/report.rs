@@ -18,8 +18,9 @@ pub struct Report {
     pub latency: Option<Latency>,
     /// The SQLite drain with channel `pusher` on (median of its runs by events per second).
     pub sqlite_drain_delivery: Option<Drain>,
-    /// Deliveries per second to sockudo and CPU s per 100,000 (median of the same runs).
-    pub deliveries: Option<(f64, f64)>,
+    /// Deliveries per second to sockudo, CPU s per 100,000 jobs and peak RSS at the end of
+    /// the deliveries (the run with the median deliveries per second).
+    pub deliveries: Option<(f64, f64, f64)>,
     pub websocket_latency: Option<Latency>,
     pub sweep: Vec<(usize, f64)>,
     pub rss_large: Option<Drain>,
@@ -177,10 +178,10 @@ impl Report {
                 on_rate / off_rate
             );
         }
-        if let Some((rate, cpu)) = self.deliveries {
+        if let Some((rate, cpu, rss)) = self.deliveries {
             let _ = writeln!(
                 out,
-                "| deliveries to sockudo, {sqlite_n} jobs, from process start to the pusher consumer's ack floor at the outbox's end | {rate:.0} jobs/s ({cpu:.2} CPU s per 100k, store and delivery together) | | | |"
+                "| deliveries to sockudo, {sqlite_n} jobs, from process start to the pusher consumer's ack floor at the outbox's end | {rate:.0} jobs/s ({cpu:.2} CPU s per 100k and peak RSS {rss:.1} MiB, store and delivery together) | | | |"
             );
         }
         if let Some(latency) = &self.websocket_latency {
