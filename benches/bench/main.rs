@@ -23,6 +23,9 @@ pub struct Sizes {
     pub sweep: usize,
     pub latency_seconds: u64,
     pub latency_rate: u64,
+    /// Commit-to-WebSocket: seconds at `latency_rate`, and owners (channels) subscribed.
+    pub websocket_seconds: u64,
+    pub websocket_owners: usize,
 }
 
 impl Sizes {
@@ -39,6 +42,8 @@ impl Sizes {
             sweep: scaled(50_000.0),
             latency_seconds: ((20.0 * scale) as u64).max(5),
             latency_rate: 1000,
+            websocket_seconds: ((10.0 * scale) as u64).max(3),
+            websocket_owners: 20,
         }
     }
 }
@@ -54,6 +59,16 @@ fn median_rate(mut rates: Vec<ceilings::Rate>) -> ceilings::Rate {
 fn median_drain(mut drains: Vec<runs::Drain>) -> runs::Drain {
     drains.sort_by(|a, b| a.events_per_second().total_cmp(&b.events_per_second()));
     drains.swap_remove(drains.len() / 2)
+}
+
+/// Of the drains with channel `pusher` on, the one with the median deliveries per second.
+fn median_deliveries(drains: &[runs::Drain]) -> Option<&runs::Deliveries> {
+    let mut deliveries: Vec<&runs::Deliveries> = drains
+        .iter()
+        .filter_map(|drain| drain.deliveries.as_ref())
+        .collect();
+    deliveries.sort_by(|a, b| a.rate.per_second().total_cmp(&b.rate.per_second()));
+    deliveries.get(deliveries.len() / 2).copied()
 }
 
 /// The concurrency sweep.
@@ -81,12 +96,54 @@ fn main() {
 }
 
 async fn run_all(sizes: Sizes) -> Report {
+    if let Some(output) = std::env::var_os("BENCH_PROFILE") {
+        // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
+        // With BENCH_ONLY=delivery, the drain with channel pusher on, until every job is sent.
+        let delivery = match std::env::var("BENCH_ONLY").as_deref() {
+            Ok("delivery") => runs::Delivery::Pusher,
+            _ => runs::Delivery::Off,
+        };
+        let drain = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, delivery).await;
+        eprintln!(
+            "{:.0} events/s; profile in {} (perf report -i ...)",
+            drain.events_per_second(),
+            output.to_string_lossy()
+        );
+        std::process::exit(0);
+    }
     // One measurement alone, for trying a change: BENCH_ONLY=latency|sqlite|dynamodb.
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("latency") => {
             let latency = runs::latency(sizes.latency_rate, sizes.latency_seconds).await;
             eprintln!(
                 "p50 {:?} p99 {:?} p99.9 {:?}",
+                latency.p50, latency.p99, latency.p999
+            );
+            std::process::exit(0);
+        }
+        Ok("delivery") => {
+            let drain = runs::drain_with(
+                runs::Store::Sqlite,
+                sizes.sqlite_drain,
+                64,
+                runs::Delivery::Pusher,
+            )
+            .await;
+            let deliveries = drain.deliveries.as_ref().unwrap();
+            eprintln!(
+                "store drain {:.0} events/s with channel pusher on; {:.0} deliveries/s; peak RSS {:.1} MiB",
+                drain.events_per_second(),
+                deliveries.rate.per_second(),
+                deliveries.cost.peak_rss_mib
+            );
+            let latency = runs::websocket_latency(
+                sizes.latency_rate,
+                sizes.websocket_seconds,
+                sizes.websocket_owners,
+            )
+            .await;
+            eprintln!(
+                "publish to WebSocket: p50 {:?} p99 {:?} p99.9 {:?}",
                 latency.p50, latency.p99, latency.p999
             );
             std::process::exit(0);
@@ -107,16 +164,6 @@ async fn run_all(sizes: Sizes) -> Report {
         }
         _ => {}
     }
-    if let Some(output) = std::env::var_os("BENCH_PROFILE") {
-        // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
-        let drain = runs::drain(runs::Store::Sqlite, sizes.sqlite_drain, 64).await;
-        eprintln!(
-            "{:.0} events/s; profile in {} (perf report -i ...)",
-            drain.events_per_second(),
-            output.to_string_lossy()
-        );
-        std::process::exit(0);
-    }
     let started = std::time::Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let mut report = Report::new(&sizes);
@@ -127,6 +174,7 @@ async fn run_all(sizes: Sizes) -> Report {
     let mut sq = Vec::new();
     let mut dy = Vec::new();
     let mut sqlite_drains = Vec::new();
+    let mut delivery_drains = Vec::new();
     let mut dynamodb_drains = Vec::new();
     for round in 1..=REPEATS {
         step(&format!(
@@ -143,6 +191,18 @@ async fn run_all(sizes: Sizes) -> Report {
         dy.push(ceilings::dynamodb(sizes.dynamodb_drain, 64).await);
         step(&format!("round {round}/{REPEATS}: worker: SQLite drain"));
         sqlite_drains.push(runs::drain(runs::Store::Sqlite, sizes.sqlite_drain, 64).await);
+        step(&format!(
+            "round {round}/{REPEATS}: worker: SQLite drain with channel pusher on (sockudo)"
+        ));
+        delivery_drains.push(
+            runs::drain_with(
+                runs::Store::Sqlite,
+                sizes.sqlite_drain,
+                64,
+                runs::Delivery::Pusher,
+            )
+            .await,
+        );
         step(&format!("round {round}/{REPEATS}: worker: DynamoDB drain"));
         dynamodb_drains.push(runs::drain(runs::Store::DynamoDb, sizes.dynamodb_drain, 64).await);
     }
@@ -151,10 +211,27 @@ async fn run_all(sizes: Sizes) -> Report {
     report.dynamodb_ceiling = median_rate(dy);
     report.sqlite_drain = Some(median_drain(sqlite_drains));
     report.dynamodb_drain = Some(median_drain(dynamodb_drains));
+    report.deliveries = median_deliveries(&delivery_drains).map(|d| {
+        (
+            d.rate.per_second(),
+            d.cost.cpu_seconds * 100_000.0 / d.rate.events as f64,
+            d.cost.peak_rss_mib,
+        )
+    });
+    report.sqlite_drain_delivery = Some(median_drain(delivery_drains));
     step("worker: start to ready");
     report.start_to_ready = runs::start_to_ready().await;
     step("worker: latency at a fixed rate (SQLite)");
     report.latency = Some(runs::latency(sizes.latency_rate, sizes.latency_seconds).await);
+    step("worker: publish to WebSocket at a fixed rate (SQLite, channel pusher on)");
+    report.websocket_latency = Some(
+        runs::websocket_latency(
+            sizes.latency_rate,
+            sizes.websocket_seconds,
+            sizes.websocket_owners,
+        )
+        .await,
+    );
     for concurrency in CONCURRENCY {
         step(&format!(
             "worker: SQLite drain at WORKER_CONCURRENCY={concurrency}"

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub struct Report {
     sizes: (usize, usize, usize, usize),
+    websocket_owners: usize,
     pub jetstream_ceiling: Rate,
     pub sqlite_ceiling: Rate,
     pub dynamodb_ceiling: Rate,
@@ -15,6 +16,12 @@ pub struct Report {
     pub sqlite_drain: Option<Drain>,
     pub dynamodb_drain: Option<Drain>,
     pub latency: Option<Latency>,
+    /// The SQLite drain with channel `pusher` on (median of its runs by events per second).
+    pub sqlite_drain_delivery: Option<Drain>,
+    /// Deliveries per second to sockudo, CPU s per 100,000 jobs and peak RSS at the end of
+    /// the deliveries (the run with the median deliveries per second).
+    pub deliveries: Option<(f64, f64, f64)>,
+    pub websocket_latency: Option<Latency>,
     pub sweep: Vec<(usize, f64)>,
     pub rss_large: Option<Drain>,
     pub total: Duration,
@@ -33,6 +40,7 @@ impl Report {
                 sizes.rss_backlog,
                 sizes.sweep,
             ),
+            websocket_owners: sizes.websocket_owners,
             jetstream_ceiling: none,
             sqlite_ceiling: none,
             dynamodb_ceiling: none,
@@ -40,6 +48,9 @@ impl Report {
             sqlite_drain: None,
             dynamodb_drain: None,
             latency: None,
+            sqlite_drain_delivery: None,
+            deliveries: None,
+            websocket_latency: None,
             sweep: Vec::new(),
             rss_large: None,
             total: Duration::ZERO,
@@ -131,6 +142,7 @@ impl Report {
             "| start to ready (median of 5) | {:.0} ms | | | <= 500 ms |",
             self.start_to_ready.as_secs_f64() * 1000.0
         );
+        self.delivery_markdown(&mut out);
         let _ = writeln!(
             out,
             "\nThroughput against WORKER_CONCURRENCY (SQLite, {sweep_n} events each):\n"
@@ -142,5 +154,47 @@ impl Report {
         }
         let _ = writeln!(out, "\nWhole run: {:.0} s.", self.total.as_secs_f64());
         out
+    }
+
+    /// The delivery stage's rows: its cost to the store drain, its rate, its latency.
+    fn delivery_markdown(&self, out: &mut String) {
+        let (sqlite_n, ..) = self.sizes;
+        if self.sqlite_drain_delivery.is_none() && self.websocket_latency.is_none() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nDelivery stage (channel `pusher` to a sockudo on this machine; the delivery stage runs in the same worker process as the store stage during the \"on\" runs):\n"
+        );
+        let _ = writeln!(out, "| measure | result | baseline (same run) | ratio | goal |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        if let (Some(on), Some(off)) = (&self.sqlite_drain_delivery, &self.sqlite_drain) {
+            let (on_rate, off_rate) = (on.events_per_second(), off.events_per_second());
+            let _ = writeln!(
+                out,
+                "| worker drain, SQLite, {sqlite_n} events, delivery on (pusher) | {on_rate:.0} events/s, {:.2} CPU s per 100k, peak RSS {:.1} MiB | {off_rate:.0} events/s (delivery off) | {:.2} | >= 0.90 |",
+                on.cpu_seconds_per_100k(),
+                on.cost.peak_rss_mib,
+                on_rate / off_rate
+            );
+        }
+        if let Some((rate, cpu, rss)) = self.deliveries {
+            let _ = writeln!(
+                out,
+                "| deliveries to sockudo, {sqlite_n} jobs, from process start to the pusher consumer's ack floor at the outbox's end | {rate:.0} jobs/s ({cpu:.2} CPU s per 100k and peak RSS {rss:.1} MiB, store and delivery together) | | | |"
+            );
+        }
+        if let Some(latency) = &self.websocket_latency {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            let _ = writeln!(
+                out,
+                "| publish to WebSocket at 1,000 events/s, {} owners' channels ({} events) | p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms | | | |",
+                self.websocket_owners,
+                latency.samples,
+                ms(latency.p50),
+                ms(latency.p99),
+                ms(latency.p999)
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::ceilings::Rate;
 use super::process::{self, Cost};
+use super::support::sockudo::Sockudo;
 use super::support::{
     Dynalite, NatsServer, base_env, command, command_for, free_port, like, publish_backlog, worker_consumer,
 };
@@ -21,7 +22,29 @@ pub enum Store {
 pub struct Drain {
     pub rate: Rate,
     pub cost: Cost,
+    /// With channel `pusher` on: from the drain's start until sockudo accepted every job.
+    pub deliveries: Option<Deliveries>,
 }
+
+/// The delivery stage's side of a drain with channel `pusher` on.
+pub struct Deliveries {
+    /// Jobs (one per created notification) from process start until the channel's
+    /// consumer has acknowledged the whole outbox.
+    pub rate: Rate,
+    /// The worker process's cost at that moment (store and delivery stages together).
+    pub cost: Cost,
+}
+
+/// Whether a drain runs with the delivery stage: no channel (as before the delivery stage
+/// existed), or channel `pusher` against a sockudo started for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Off,
+    Pusher,
+}
+
+/// The Pusher channel template of the runs: the worker's default, one public channel per owner.
+const PUSHER_CHANNEL: &str = "user-{owner}-notifications";
 
 impl Drain {
     pub fn events_per_second(&self) -> f64 {
@@ -43,11 +66,16 @@ pub struct Latency {
 struct Setup {
     nats: NatsServer,
     _dynamo: Option<Dynalite>,
+    sockudo: Option<Sockudo>,
     dir: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
 }
 
 fn prepare(store: Store, concurrency: usize) -> Setup {
+    prepare_with(store, concurrency, Delivery::Off)
+}
+
+fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&nats, dir.path());
@@ -55,6 +83,10 @@ fn prepare(store: Store, concurrency: usize) -> Setup {
     let dynamo = (store == Store::DynamoDb).then(Dynalite::start);
     if let Some(dynamo) = &dynamo {
         env.extend(dynamo.worker_env("bench-notifications"));
+    }
+    let sockudo = (delivery == Delivery::Pusher).then(Sockudo::start);
+    if let Some(sockudo) = &sockudo {
+        env.extend(sockudo.worker_env(PUSHER_CHANNEL));
     }
     let setup = drained_worker(dir.path(), &env).arg("setup").output().unwrap();
     assert!(
@@ -65,6 +97,7 @@ fn prepare(store: Store, concurrency: usize) -> Setup {
     Setup {
         nats,
         _dynamo: dynamo,
+        sockudo,
         dir,
         env,
     }
@@ -88,7 +121,14 @@ fn stop(mut child: Child) {
 }
 
 pub async fn drain(store: Store, events: usize, concurrency: usize) -> Drain {
-    let setup = prepare(store, concurrency);
+    drain_with(store, events, concurrency, Delivery::Off).await
+}
+
+/// [`drain`], with or without the delivery stage in the same worker process. The store
+/// drain's clock stops as without it (the events consumer is done); with channel `pusher`,
+/// a second clock runs on until the channel's consumer has acknowledged every job.
+pub async fn drain_with(store: Store, events: usize, concurrency: usize, delivery: Delivery) -> Drain {
+    let setup = prepare_with(store, concurrency, delivery);
     let js = setup.nats.jetstream().await;
     publish_backlog(&js, events).await;
     let mut consumer = worker_consumer(&js).await;
@@ -126,10 +166,59 @@ pub async fn drain(store: Store, events: usize, concurrency: usize) -> Drain {
     }
     let took = started.elapsed();
     let cost = process::cost(child.id());
+    let deliveries = match &setup.sockudo {
+        Some(sockudo) => {
+            wait_for_deliveries(&js, events, sockudo).await;
+            Some(Deliveries {
+                rate: Rate {
+                    events,
+                    took: started.elapsed(),
+                },
+                cost: process::cost(child.id()),
+            })
+        }
+        None => None,
+    };
     stop(child);
     Drain {
         rate: Rate { events, took },
         cost,
+        deliveries,
+    }
+}
+
+/// Waits until channel `pusher`'s consumer has nothing pending, nothing waiting for an ack,
+/// and its ack floor at the outbox's last sequence, with at least `jobs` jobs in the outbox
+/// (the store drain is over when this is called, so every job has been announced).
+async fn wait_for_deliveries(js: &async_nats::jetstream::Context, jobs: usize, sockudo: &Sockudo) {
+    use async_nats::jetstream::consumer::PullConsumer;
+    let mut outbox = js
+        .get_stream(notification_worker::delivery::OUTBOX_STREAM)
+        .await
+        .unwrap();
+    let name =
+        notification_worker::delivery::consumer_name(notification_worker::delivery::ChannelName::Pusher);
+    let mut consumer: PullConsumer = outbox.get_consumer(&name).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let last = outbox.info().await.unwrap().state.last_sequence;
+        let info = consumer.info().await.unwrap();
+        if last as usize >= jobs
+            && info.num_pending == 0
+            && info.num_ack_pending == 0
+            && info.ack_floor.stream_sequence == last
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pusher channel did not deliver {jobs} jobs (outbox at {last}, ack floor {}, pending {}, ack pending {}); sockudo log:\n{}",
+            info.ack_floor.stream_sequence,
+            info.num_pending,
+            info.num_ack_pending,
+            sockudo.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -255,4 +344,106 @@ fn ready(port: u16) -> bool {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}
+
+/// Commit-to-WebSocket, measured from outside: likes published at a steady `rate` for
+/// `seconds` to `owners` owners (a distinct trigger user each, so each is a new
+/// notification), channel `pusher` on against a sockudo started for the run, and one
+/// WebSocket client subscribed to every owner's channel. For each `new-notification` it
+/// receives: receive time − the time just before the event's `publish` to NATS. So it covers
+/// NATS, the store commit, the outbox announce, the delivery consumer, the HTTP call to
+/// sockudo and sockudo's fan-out to the socket.
+pub async fn websocket_latency(rate: u64, seconds: u64, owners: usize) -> Latency {
+    let setup = prepare_with(Store::Sqlite, 64, Delivery::Pusher);
+    let sockudo = setup.sockudo.as_ref().unwrap();
+    let mut subscriber = sockudo.subscriber().await;
+    for owner in 0..owners {
+        subscriber
+            .subscribe(&format!("user-owner-{owner}-notifications"))
+            .await;
+    }
+    let mut child = command(setup.dir.path(), &setup.env)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    {
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("\"worker started\"") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+    }
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the worker starts");
+
+    let total = (rate * seconds) as usize;
+    // The receiving side: arrival time per trigger user's index ("fan-{i}").
+    let receiver = tokio::spawn(async move {
+        let mut arrivals: Vec<Option<Instant>> = vec![None; total];
+        let mut received = 0;
+        while received < total {
+            let Some(event) = subscriber.next_event(Duration::from_secs(60)).await else {
+                break;
+            };
+            let at = Instant::now();
+            if event.event != "new-notification" {
+                continue;
+            }
+            let index = event.data["userid"]
+                .as_str()
+                .and_then(|user| user.strip_prefix("fan-"))
+                .and_then(|i| i.parse::<usize>().ok());
+            if let Some(slot) = index.and_then(|i| arrivals.get_mut(i))
+                && slot.is_none()
+            {
+                *slot = Some(at);
+                received += 1;
+            }
+        }
+        arrivals
+    });
+
+    let js = setup.nats.jetstream().await;
+    let mut sent = Vec::with_capacity(total);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut acks = Vec::with_capacity(total);
+    for i in 0..total {
+        ticker.tick().await;
+        let body = like(&format!("owner-{}", i % owners), &format!("fan-{i}"), "post-1");
+        sent.push(Instant::now());
+        let ack = js.publish("notifications.post.like", body.into()).await.unwrap();
+        acks.push(tokio::spawn(async move { ack.await.unwrap() }));
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    let arrivals = receiver.await.unwrap();
+    stop(child);
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .zip(&arrivals)
+        .filter_map(|(sent, arrived)| arrived.map(|arrived| arrived.saturating_duration_since(*sent)))
+        .collect();
+    assert_eq!(
+        latencies.len(),
+        total,
+        "every event reached the WebSocket; sockudo log:\n{}",
+        sockudo.log()
+    );
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Latency {
+        samples: latencies.len(),
+        p50: at(0.50),
+        p99: at(0.99),
+        p999: at(0.999),
+    }
 }
