@@ -366,7 +366,21 @@ async fn dlq_list_replay_and_purge_work_as_an_operator_expects() {
     );
     let (_, text, _) = dlq_cli(dir.path(), &env, &["list", "--limit", "1"]);
     assert_eq!(text.lines().count(), 1);
-    assert!(text.contains("not json"), "a body preview: {text}");
+    // The oldest, whichever of the three was dead-lettered first (they are sent concurrently).
+    let oldest = &listed[0];
+    assert!(
+        text.starts_with(&format!("{}  ", oldest["sequence"]))
+            && text.contains(oldest["reason"].as_str().unwrap()),
+        "the oldest dead letter, {oldest}: {text}"
+    );
+    let preview = listed
+        .iter()
+        .find(|letter| letter["reason"] == "invalid_json")
+        .unwrap()["body_preview"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(preview.contains("not json"), "a body preview: {preview}");
 
     let sequence_of = |reason: &str| {
         listed.iter().find(|letter| letter["reason"] == reason).unwrap()["sequence"]
