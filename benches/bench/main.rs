@@ -113,6 +113,28 @@ async fn run_all(sizes: Sizes) -> Report {
     }
     // One measurement alone, for trying a change: BENCH_ONLY=latency|sqlite|dynamodb.
     match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("announce") => {
+            for round in 0..3 {
+                let off =
+                    runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, runs::Delivery::Off).await;
+                let on = runs::drain_with(
+                    runs::Store::Sqlite,
+                    sizes.sqlite_drain,
+                    64,
+                    runs::Delivery::Announce,
+                )
+                .await;
+                eprintln!(
+                    "round {round}: off {:.0} events/s ({:.2} CPU s/100k), store stage announcing {:.0} events/s ({:.2} CPU s/100k): ratio {:.2}",
+                    off.events_per_second(),
+                    off.cpu_seconds_per_100k(),
+                    on.events_per_second(),
+                    on.cpu_seconds_per_100k(),
+                    on.events_per_second() / off.events_per_second()
+                );
+            }
+            std::process::exit(0);
+        }
         Ok("latency") => {
             let latency = runs::latency(sizes.latency_rate, sizes.latency_seconds).await;
             eprintln!(

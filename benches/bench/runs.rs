@@ -41,6 +41,9 @@ pub struct Deliveries {
 pub enum Delivery {
     Off,
     Pusher,
+    /// Channel `pusher` configured but the worker runs `--stage store`: the store path with
+    /// its outbox announcements alone, the delivery stage elsewhere (not running here).
+    Announce,
 }
 
 /// The Pusher channel template of the runs: the worker's default, one public channel per owner.
@@ -84,7 +87,7 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
     if let Some(dynamo) = &dynamo {
         env.extend(dynamo.worker_env("bench-notifications"));
     }
-    let sockudo = (delivery == Delivery::Pusher).then(Sockudo::start);
+    let sockudo = (delivery != Delivery::Off).then(Sockudo::start);
     if let Some(sockudo) = &sockudo {
         env.extend(sockudo.worker_env(PUSHER_CHANNEL));
     }
@@ -137,6 +140,9 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
     // Info logs are written as in production (one line per event), to /dev/null.
     let mut worker = drained_worker(setup.dir.path(), &setup.env);
     worker.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
+    if delivery == Delivery::Announce {
+        worker.args(["--stage", "store"]);
+    }
     let child = match std::env::var_os("BENCH_PROFILE") {
         // Sampled with perf (cpu-clock works where hardware counters do not).
         Some(output) => {
@@ -167,7 +173,7 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
     let took = started.elapsed();
     let cost = process::cost(child.id());
     let deliveries = match &setup.sockudo {
-        Some(sockudo) => {
+        Some(sockudo) if delivery == Delivery::Pusher => {
             wait_for_deliveries(&js, events, sockudo).await;
             Some(Deliveries {
                 rate: Rate {
@@ -177,7 +183,7 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
                 cost: process::cost(child.id()),
             })
         }
-        None => None,
+        _ => None,
     };
     stop(child);
     Drain {
