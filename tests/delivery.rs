@@ -462,6 +462,16 @@ async fn two_replicas_keep_each_notifications_jobs_in_order() {
         removed.is_disjoint(&live),
         "a removal was sent for a live notification"
     );
+    // What a client holds in the end is exactly the feed: every notification announced is
+    // live or was removed afterwards.
+    let kept = created
+        .iter()
+        .filter(|id| !live.contains(*id) && !removed.contains(*id))
+        .count();
+    assert_eq!(
+        kept, 0,
+        "notifications announced, gone from the feed, never removed"
+    );
     println!("{} removals, {} lives created", removed.len(), created.len());
 }
 
@@ -764,4 +774,74 @@ async fn a_wrong_pusher_secret_is_refused_by_the_server_and_dead_lettered_as_per
         header(&letters[0], "Dlq-Error")
     );
     assert_eq!(count_rows(dir.path()), 1, "stored all the same");
+}
+
+/// The same announcements from the DynamoDB store, two replicas: the life a remove ended
+/// comes from the deleted item, and its redelivery from the tombstone's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_dynamodb_a_like_and_its_unlike_reach_the_subscriber_in_order() {
+    const KEYS: usize = 300;
+    let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let realtime = Realtime::subscribe(&nats, "users.>").await;
+    let mut env = with_nats_channel(base_env(&nats, dir.path()));
+    env.extend(dynamo.worker_env("delivery-notifications"));
+    let workers = [Worker::start(dir.path(), &env), Worker::start(dir.path(), &env)];
+    let js = nats.jetstream().await;
+    for key in 0..KEYS {
+        let (owner, trigger) = (format!("owner-{}", key % 7), format!("fan-{key}"));
+        publish(&js, "notifications.post.like", like(&owner, &trigger, "post-1")).await;
+        publish(
+            &js,
+            "notifications.post.unlike",
+            unlike(&owner, &trigger, "post-1"),
+        )
+        .await;
+    }
+    wait_until("every event settled", Duration::from_secs(120), || {
+        workers
+            .iter()
+            .map(|w| {
+                ["created", "removed", "absent", "superseded", "duplicate"]
+                    .iter()
+                    .map(|o| w.count(o))
+                    .sum::<usize>()
+            })
+            .sum::<usize>()
+            >= KEYS * 2
+    });
+    wait_until_delivered(&nats, "nats").await;
+    let events = realtime.events();
+    let created: Vec<&String> = events
+        .iter()
+        .filter(|(e, _)| e == "new-notification")
+        .map(|(_, id)| id)
+        .collect();
+    let removed: Vec<&String> = events
+        .iter()
+        .filter(|(e, _)| e == "notification-removed")
+        .map(|(_, id)| id)
+        .collect();
+    assert!(!removed.is_empty(), "{events:?}");
+    for id in &removed {
+        if let Some(at) = created.iter().position(|c| c == id) {
+            let created_at = events
+                .iter()
+                .position(|(e, i)| e == "new-notification" && i == created[at])
+                .unwrap();
+            let removed_at = events
+                .iter()
+                .position(|(e, i)| e == "notification-removed" && i == *id)
+                .unwrap();
+            assert!(created_at < removed_at, "{id}: removal before its notification");
+        }
+    }
+    // Every like was unliked: a notification announced and never removed is one a client keeps.
+    let kept: Vec<&&String> = created.iter().filter(|id| !removed.contains(id)).collect();
+    assert!(
+        kept.is_empty(),
+        "{} notifications announced and never removed",
+        kept.len()
+    );
 }
