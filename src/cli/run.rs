@@ -66,6 +66,7 @@ async fn run_delivery_only(config: Config) -> anyhow::Result<()> {
         create_outbox: config.environment == Environment::Development,
         dead_letters: config.dead_letters,
         shutdown_grace: SHUTDOWN_GRACE,
+        yield_to_store: None,
     };
     let stages = delivery::start_channels(
         &client,
@@ -194,6 +195,7 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
             create_outbox: config.environment == Environment::Development,
             dead_letters: config.dead_letters,
             shutdown_grace: SHUTDOWN_GRACE / 4,
+            yield_to_store: Some(settings.in_flight),
         };
         match delivery::start_channels(
             &client,

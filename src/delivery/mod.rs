@@ -124,6 +124,8 @@ pub struct StageOptions {
     pub create_outbox: bool,
     pub dead_letters: crate::config::DeadLetterSettings,
     pub shutdown_grace: std::time::Duration,
+    /// In the store stage's process: its in-flight capacity (see `StageSettings`).
+    pub yield_to_store: Option<usize>,
 }
 
 /// Starts one consumer per enabled channel on the outbox; returns their tasks, which end
@@ -176,6 +178,7 @@ pub async fn start_channels(
             concurrency: settings.concurrency,
             ack_wait: limits.ack_wait,
             shutdown_grace: options.shutdown_grace,
+            yield_to_store: options.yield_to_store,
         };
         tasks.push(tokio::spawn(stage::run(parts, stage_settings, shutdown.clone())));
     }

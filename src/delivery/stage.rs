@@ -41,8 +41,17 @@ const DEAD_LETTER_RETRY: Duration = Duration::from_secs(2);
 /// `created` jobs this replica remembers having sent, for removals' fast path.
 const REMEMBERED: usize = 100_000;
 
+/// Longest stretch a delivery stage in the store stage's process waits for a backlog drain
+/// before it pulls a round of jobs anyway (see [`StageSettings::yield_to_store`]).
+const LONGEST_YIELD: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct StageSettings {
+    /// In the store stage's process: that stage's in-flight capacity. While the store stage
+    /// holds more than half of it (it is draining a backlog, as after an outage), this stage
+    /// waits before pulling more jobs, so that storing keeps the CPU; the jobs wait in the
+    /// outbox and go out once the drain is over (or after [`LONGEST_YIELD`] at most).
+    pub yield_to_store: Option<usize>,
     /// `DELIVERY_MAX_ATTEMPTS`.
     pub max_attempts: u32,
     /// Sends in flight at once (`DELIVERY_CONCURRENCY`).
@@ -125,6 +134,13 @@ pub async fn run<C: Channel>(parts: StageParts<C>, settings: StageSettings, shut
             tokio::select! {
                 () = shutdown.cancelled() => break 'pulling,
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        let yielding = tokio::time::Instant::now();
+        while shared.store_is_draining() && yielding.elapsed() < LONGEST_YIELD {
+            tokio::select! {
+                () = shutdown.cancelled() => break 'pulling,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
         let first = tokio::select! {
@@ -373,6 +389,12 @@ async fn dead_letter(shared: &Shared, delivery: &Delivery, rejection: Rejection)
 impl Shared {
     fn is_down(&self) -> bool {
         self.failures_in_a_row.load(Ordering::Relaxed) >= DOWN_AFTER
+    }
+
+    fn store_is_draining(&self) -> bool {
+        self.settings
+            .yield_to_store
+            .is_some_and(|capacity| self.metrics.in_flight().saturating_mul(2) >= capacity as i64)
     }
 
     fn has_sent_created(&self, id: &str) -> bool {

@@ -468,6 +468,11 @@ impl Metrics {
         self.in_flight.inc();
     }
 
+    /// Events received and not yet settled, right now.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
     pub fn settled(&self) {
         self.in_flight.dec();
     }
