@@ -845,3 +845,50 @@ async fn on_dynamodb_a_like_and_its_unlike_reach_the_subscriber_in_order() {
         kept.len()
     );
 }
+
+/// Production creates no stream by itself: with a channel configured and no outbox (setup
+/// not run since the channel was added), notifications are still stored, and the loss of
+/// their announcements is counted and logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_outbox_never_stops_storing() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.extend([
+        ("ENVIRONMENT", "production".into()),
+        ("NOTIF_STORE", "sqlite".into()),
+    ]);
+    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let worker = Worker::start(dir.path(), &with_http(with_nats_channel(env)));
+    let http = worker.http_addr();
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-456", "post-789"),
+    )
+    .await;
+    wait_until("stored", WITHIN, || count_rows(dir.path()) == 1);
+    worker.wait_for_log("the outbox is missing", WITHIN);
+    worker.wait_for_log("cannot start the delivery stage", WITHIN);
+    assert!(js.get_stream("NOTIFICATION_DELIVERIES").await.is_err());
+    let (_, metrics) = http_get(&http, "/metrics");
+    assert_eq!(
+        metric(&metrics, "notification_worker_outbox_lost_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"notification_worker_outbox_jobs_total{kind="created"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(http_get(&http, "/readyz").0, 200);
+}

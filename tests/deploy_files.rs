@@ -21,6 +21,7 @@ fn exported() -> BTreeSet<String> {
     // Delivery series exist for enabled channels only.
     let metrics = Metrics::new();
     metrics.enable_channel("pusher");
+    metrics.enable_outbox();
     metric_names(&metrics.render())
 }
 

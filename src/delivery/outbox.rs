@@ -71,6 +71,7 @@ pub struct Interrupted;
 
 impl Announcer {
     pub fn new(js: jetstream::Context, metrics: Arc<Metrics>) -> Announcer {
+        metrics.enable_outbox();
         Announcer { js, metrics }
     }
 
@@ -96,9 +97,13 @@ impl Announcer {
             }
             _ => return Ok(()),
         };
-        self.publish(&job.subject(), &job.message_id(), job.to_bytes(), shutdown)
-            .await
-            .map(|_| self.metrics.outbox_published(job.kind().as_str()))
+        let stored = self
+            .publish(&job.subject(), &job.message_id(), job.to_bytes(), shutdown)
+            .await?;
+        if stored.is_some() {
+            self.metrics.outbox_published(job.kind().as_str());
+        }
+        Ok(())
     }
 
     /// Publishes the probe for notification `id`'s `created` job: the job's outbox

@@ -391,6 +391,10 @@ impl Metrics {
             .delivery
             .outbox_pending
             .get_or_create(&ChannelLabels { channel });
+    }
+
+    /// Creates the outbox's series at zero (called when the store stage announces).
+    pub fn enable_outbox(&self) {
         for kind in ["created", "updated", "removed"] {
             let _ = self.delivery.outbox_jobs.get_or_create(&KindLabels { kind });
         }
