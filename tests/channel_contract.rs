@@ -6,7 +6,6 @@ mod support;
 
 use futures::future::BoxFuture;
 use notification_worker::config::Secret;
-use notification_worker::delivery::job::Notice;
 use notification_worker::delivery::nats::{NatsChannel, NatsRealtimeSettings};
 use notification_worker::delivery::pusher::PusherChannel;
 use notification_worker::delivery::template::{NameKind, OwnerTemplate};
@@ -15,7 +14,7 @@ use notification_worker::delivery::{AnyChannel, Channel, Failure, Job};
 use notification_worker::domain::Version;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::channel::send_checked;
+use support::channel::{send_checked, updated};
 use support::webhook::WebhookReceiver;
 
 const WITHIN: Duration = Duration::from_secs(15);
@@ -160,16 +159,6 @@ fn created(owner: &str) -> Job {
         unreachable!()
     };
     Job::Created(notice)
-}
-
-fn updated(owner: &str) -> Job {
-    let Job::Created(notice) = Job::sample(owner) else {
-        unreachable!()
-    };
-    Job::Updated(Notice {
-        version: "42".into(),
-        ..notice
-    })
 }
 
 fn removed(job: &Job) -> Job {

@@ -115,6 +115,20 @@ async fn delivery_dead_letters(nats: &NatsServer) -> Vec<async_nats::jetstream::
     letters
 }
 
+/// Waits for the one dead letter of the delivery stage, checks it is `channel`'s, refused for
+/// good with `status` in its error.
+async fn the_refused_job(nats: &NatsServer, channel: &str, status: &str) {
+    eventually("the dead letter", WITHIN, || async {
+        delivery_dead_letters(nats).await.len() == 1
+    })
+    .await;
+    let letters = delivery_dead_letters(nats).await;
+    assert_eq!(letters[0].subject.as_str(), format!("dlq.deliveries.{channel}"));
+    assert_eq!(header(&letters[0], "Dlq-Reason"), "channel_rejected");
+    let error = header(&letters[0], "Dlq-Error");
+    assert!(error.contains(status), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_channel_nothing_changes_and_no_outbox_exists() {
     let nats = NatsServer::start();
@@ -556,18 +570,7 @@ async fn a_refused_job_is_dead_lettered_on_its_channel_only_and_replayed_to_it_a
         like("user-123", "user-456", "post-789"),
     )
     .await;
-    eventually("the dead letter", WITHIN, || async {
-        delivery_dead_letters(&nats).await.len() == 1
-    })
-    .await;
-    let letters = delivery_dead_letters(&nats).await;
-    assert_eq!(letters[0].subject.as_str(), "dlq.deliveries.webhook");
-    assert_eq!(header(&letters[0], "Dlq-Reason"), "channel_rejected");
-    assert!(
-        header(&letters[0], "Dlq-Error").contains("400"),
-        "{}",
-        header(&letters[0], "Dlq-Error")
-    );
+    the_refused_job(&nats, "webhook", "400").await;
     // The other channel and the feed are untouched by the refusal.
     eventually("the realtime message", WITHIN, || async {
         realtime.count("new-notification") == 1
@@ -761,18 +764,7 @@ async fn a_wrong_pusher_secret_is_refused_by_the_server_and_dead_lettered_as_per
         like("user-123", "user-456", "post-789"),
     )
     .await;
-    eventually("the dead letter", WITHIN, || async {
-        delivery_dead_letters(&nats).await.len() == 1
-    })
-    .await;
-    let letters = delivery_dead_letters(&nats).await;
-    assert_eq!(letters[0].subject.as_str(), "dlq.deliveries.pusher");
-    assert_eq!(header(&letters[0], "Dlq-Reason"), "channel_rejected");
-    assert!(
-        header(&letters[0], "Dlq-Error").contains("401"),
-        "{}",
-        header(&letters[0], "Dlq-Error")
-    );
+    the_refused_job(&nats, "pusher", "401").await;
     assert_eq!(count_rows(dir.path()), 1, "stored all the same");
 }
 

@@ -13,7 +13,7 @@ use notification_worker::domain::Version;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
-use support::channel::send_checked;
+use support::channel::{send_checked, updated};
 use support::sockudo::{Audience, Gate, Sockudo};
 use support::{NatsServer, Worker};
 
@@ -33,16 +33,6 @@ fn settings_at(base_url: &str) -> PusherSettings {
         channel: OwnerTemplate::parse(NameKind::PusherChannel, "user-{owner}-notifications").unwrap(),
         timeout: Duration::from_millis(500),
     }
-}
-
-fn updated(owner: &str) -> Job {
-    let Job::Created(notice) = Job::sample(owner) else {
-        unreachable!()
-    };
-    Job::Updated(Notice {
-        version: "42".into(),
-        ..notice
-    })
 }
 
 /// A job whose data is over Pusher's 10 KB.

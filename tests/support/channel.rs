@@ -23,3 +23,14 @@ pub async fn send_checked<C: Channel>(channel: &C, jobs: &[Job]) -> Vec<Result<(
     );
     results
 }
+
+/// A sample `updated` job for `owner`.
+pub fn updated(owner: &str) -> Job {
+    let Job::Created(notice) = Job::sample(owner) else {
+        unreachable!("a sample is a created job")
+    };
+    Job::Updated(notification_worker::delivery::job::Notice {
+        version: "42".into(),
+        ..notice
+    })
+}
