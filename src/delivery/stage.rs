@@ -36,8 +36,6 @@ const DOWN_AFTER: u32 = 10;
 const PROBE_WHILE_DOWN: Duration = Duration::from_secs(5);
 /// One send that takes longer is a transient failure.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// When a dead letter cannot be stored, the job comes back after this.
-const DEAD_LETTER_RETRY: Duration = Duration::from_secs(2);
 /// `created` jobs this replica remembers having sent, for removals' fast path.
 const REMEMBERED: usize = 100_000;
 
@@ -369,11 +367,10 @@ async fn deliver(shared: &Shared, pending: &Pending) {
 async fn dead_letter(shared: &Shared, delivery: &Delivery, rejection: Rejection) {
     match shared
         .dead_letters
-        .send(delivery, rejection.reason, &rejection.message)
+        .keep(delivery, rejection.reason, &rejection.message)
         .await
     {
         Ok(()) => {
-            delivery.ack().await;
             shared
                 .metrics
                 .delivery_settled(shared.name, "dead_lettered", None);
@@ -381,7 +378,6 @@ async fn dead_letter(shared: &Shared, delivery: &Delivery, rejection: Rejection)
         }
         Err(error) => {
             tracing::warn!(channel = shared.name, %error, "cannot dead-letter a delivery job; it will come back");
-            delivery.hand_back(DEAD_LETTER_RETRY).await;
         }
     }
 }

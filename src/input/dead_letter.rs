@@ -36,6 +36,9 @@ pub mod header {
 /// duplicate window, keyed by `Nats-Msg-Id`. Minutes are enough for that; the server keeps
 /// every id of the window in memory, so a window of hours would cost memory for nothing.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// When a dead letter cannot be stored (NATS trouble, the stream full), its original comes
+/// back after this.
+const RETRY_UNSTORED: Duration = Duration::from_secs(2);
 /// `Dlq-Error` is cut to this many bytes (headers travel with every message).
 const MAX_ERROR_BYTES: usize = 512;
 /// Room kept for the headers when checking a dead letter against the server's max payload.
@@ -96,6 +99,22 @@ impl DeadLetters {
     /// must outlive a replayable dead letter checks against this.
     pub fn max_age(&self) -> Option<Duration> {
         self.max_age
+    }
+
+    /// Settles `delivery` by its dead letter: stored, then the original acknowledged; or, when
+    /// the dead letter cannot be stored, the original handed back (it comes back after
+    /// [`RETRY_UNSTORED`]), so that it is neither lost nor acknowledged. `Err` says why.
+    pub async fn keep(&self, delivery: &Delivery, reason: Reason, error: &str) -> Result<(), String> {
+        match self.send(delivery, reason, error).await {
+            Ok(()) => {
+                delivery.ack().await;
+                Ok(())
+            }
+            Err(why) => {
+                delivery.hand_back(RETRY_UNSTORED).await;
+                Err(why)
+            }
+        }
     }
 
     /// Stores `delivery` as a dead letter and returns once the server has acknowledged it,

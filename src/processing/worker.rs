@@ -28,8 +28,6 @@ const MAX_PULL: usize = 1024;
 const QUIET_PULL_AT_SHUTDOWN: Duration = Duration::from_millis(250);
 /// Longest wait for more room before a pull under load (see the pull loop).
 const TOP_UP_WAIT: Duration = Duration::from_millis(2);
-/// When a dead letter cannot be stored (NATS trouble), the original comes back after this.
-const DEAD_LETTER_RETRY: Duration = Duration::from_secs(2);
 /// Dead letters being published at once, at most. They run beside the pull loop (a slow
 /// dead-letter stream must not slow the valid events down); past this many, the pull loop
 /// waits, as it waits for room.
@@ -368,18 +366,16 @@ async fn reject<S>(
         return outcome(rejection);
     };
     match dead_letters
-        .send(delivery, rejection.reason, &rejection.message)
+        .keep(delivery, rejection.reason, &rejection.message)
         .await
     {
         Ok(()) => {
             shared.metrics.dead_lettered(rejection.reason);
-            delivery.ack().await;
             outcome(rejection)
         }
         Err(error) => {
             shared.metrics.dead_letter_failed();
             tracing::warn!(%error, reason = rejection.reason.code(), subject = %delivery.subject, stream_seq = delivery.stream_sequence, "cannot dead-letter; the event will come back");
-            delivery.hand_back(DEAD_LETTER_RETRY).await;
             Outcome::HandedBack
         }
     }
