@@ -13,8 +13,9 @@ use support::*;
 
 const WITHIN: Duration = Duration::from_secs(60);
 
-fn unlike(owner: &str, trigger: &str, resource: &str) -> String {
-    like(owner, trigger, resource)
+/// Publishes user-456's like (or unlike, by `subject`) of user-123's post-789.
+async fn the_like(js: &async_nats::jetstream::Context, subject: &str) -> u64 {
+    publish(js, subject, like("user-123", "user-456", "post-789")).await
 }
 
 fn with_nats_channel(mut env: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
@@ -135,12 +136,7 @@ async fn with_no_channel_nothing_changes_and_no_outbox_exists() {
     let dir = tempfile::tempdir().unwrap();
     let worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
     let js = nats.jetstream().await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.like").await;
     wait_until("stored", WITHIN, || count_rows(dir.path()) == 1);
     assert!(
         js.get_stream("NOTIFICATION_DELIVERIES").await.is_err(),
@@ -161,12 +157,7 @@ async fn a_like_reaches_the_owners_subject_and_its_unlike_follows() {
     let realtime = Realtime::subscribe(&nats, "users.>").await;
     let _worker = Worker::start(dir.path(), &with_nats_channel(base_env(&nats, dir.path())));
     let js = nats.jetstream().await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.like").await;
     // An owner id with a dot stays inside its own subject token.
     publish(
         &js,
@@ -215,12 +206,7 @@ async fn a_like_reaches_the_owners_subject_and_its_unlike_follows() {
             .any(|(subject, _)| subject == "users.alice=2Ex.notifications")
     );
 
-    publish(
-        &js,
-        "notifications.post.unlike",
-        unlike("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.unlike").await;
     eventually("the removal", WITHIN, || async {
         realtime.count("notification-removed") == 1
     })
@@ -268,22 +254,12 @@ async fn webhooks_are_signed_and_carry_the_job_id() {
     let receiver = WebhookReceiver::start();
     let _worker = Worker::start(dir.path(), &with_webhook(base_env(&nats, dir.path()), &receiver));
     let js = nats.jetstream().await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.like").await;
     eventually("the webhook", WITHIN, || async {
         !receiver.accepted().is_empty()
     })
     .await;
-    publish(
-        &js,
-        "notifications.post.unlike",
-        unlike("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.unlike").await;
     eventually("the second webhook", WITHIN, || async {
         receiver.accepted().len() == 2
     })
@@ -564,12 +540,7 @@ async fn a_refused_job_is_dead_lettered_on_its_channel_only_and_replayed_to_it_a
     let env = with_nats_channel(with_webhook(base_env(&nats, dir.path()), &receiver));
     let _worker = Worker::start(dir.path(), &env);
     let js = nats.jetstream().await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.like").await;
     the_refused_job(&nats, "webhook", "400").await;
     // The other channel and the feed are untouched by the refusal.
     eventually("the realtime message", WITHIN, || async {
@@ -687,12 +658,7 @@ async fn the_delivery_stage_runs_on_its_own() {
         js.get_stream("NOTIFICATION_DELIVERIES").await.is_ok() && js.get_stream("NOTIFICATIONS").await.is_ok()
     })
     .await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.like").await;
     eventually("the delivery", WITHIN, || async {
         realtime.count("new-notification") == 1
     })
@@ -758,12 +724,7 @@ async fn a_wrong_pusher_secret_is_refused_by_the_server_and_dead_lettered_as_per
     }
     let _worker = Worker::start(dir.path(), &env);
     let js = nats.jetstream().await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.like").await;
     the_refused_job(&nats, "pusher", "401").await;
     assert_eq!(count_rows(dir.path()), 1, "stored all the same");
 }
@@ -859,12 +820,7 @@ async fn a_missing_outbox_never_stops_storing() {
     let worker = Worker::start(dir.path(), &with_http(with_nats_channel(env)));
     let http = worker.http_addr();
     let js = nats.jetstream().await;
-    publish(
-        &js,
-        "notifications.post.like",
-        like("user-123", "user-456", "post-789"),
-    )
-    .await;
+    the_like(&js, "notifications.post.like").await;
     wait_until("stored", WITHIN, || count_rows(dir.path()) == 1);
     worker.wait_for_log("the outbox is missing", WITHIN);
     worker.wait_for_log("cannot start the delivery stage", WITHIN);

@@ -146,14 +146,7 @@ async fn a_table_whose_key_schema_does_not_match_pauses_intake_instead_of_dead_l
     let addr = worker.http_addr();
     let js = nats.jetstream().await;
     const EVENTS: usize = 30;
-    for i in 0..EVENTS {
-        publish(
-            &js,
-            "notifications.post.like",
-            like("user-1", &format!("fan-{i}"), "post-1"),
-        )
-        .await;
-    }
+    publish_likes(&js, "user-1", EVENTS).await;
     worker.wait_for_log("intake paused", WITHIN);
     wait_until("not ready", WITHIN, || http_get(&addr, "/readyz").0 == 503);
     assert!(

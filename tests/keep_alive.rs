@@ -98,14 +98,7 @@ async fn messages_waiting_for_a_slow_dynamodb_are_not_redelivered() {
 
     const EVENTS: usize = 24;
     let js = nats.jetstream().await;
-    for i in 0..EVENTS {
-        publish(
-            &js,
-            "notifications.post.like",
-            like("user-1", &format!("fan-{i}"), "post-1"),
-        )
-        .await;
-    }
+    publish_likes(&js, "user-1", EVENTS).await;
     eventually("the consumer to be drained", WITHIN, || async {
         consumer_backlog(&nats).await == (0, 0)
     })

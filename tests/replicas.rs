@@ -17,10 +17,6 @@ const LIKE_UNLIKE: usize = 3_000;
 /// Keys published like → unlike → like (end live).
 const LIKE_UNLIKE_LIKE: usize = 1_000;
 
-fn unlike(owner: &str, trigger: &str, resource: &str) -> String {
-    like(owner, trigger, resource)
-}
-
 fn owner_of(key: usize) -> String {
     format!("owner-{}", key % 101)
 }

@@ -632,6 +632,23 @@ pub fn like(owner: &str, trigger: &str, resource: &str) -> String {
     )
 }
 
+/// The unlike of [`like`]'s key: the same body (the subject says it is a remove).
+pub fn unlike(owner: &str, trigger: &str, resource: &str) -> String {
+    like(owner, trigger, resource)
+}
+
+/// Publishes `count` likes of `post-1` for `owner`, from `fan-0`, `fan-1`, ..., one at a time.
+pub async fn publish_likes(js: &async_nats::jetstream::Context, owner: &str, count: usize) {
+    for i in 0..count {
+        publish(
+            js,
+            "notifications.post.like",
+            like(owner, &format!("fan-{i}"), "post-1"),
+        )
+        .await;
+    }
+}
+
 /// The shared sample events (../shared/events beside the repository).
 pub fn shared_events() -> PathBuf {
     let dir = Path::new(MANIFEST_DIR).join("../shared/events");

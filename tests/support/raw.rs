@@ -19,6 +19,17 @@ fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
+/// Writes `item` as it is, unconditionally (as another writer or an old release would).
+async fn put(client: &aws_sdk_dynamodb::Client, table: &str, item: HashMap<String, AttributeValue>) {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
 fn key(owner: &str, action_key: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("owner".to_owned(), s(owner)),
@@ -89,13 +100,7 @@ impl RawStore {
             RawStore::DynamoDb { client, table } => {
                 let mut item = key(&format!("{owner}#tombstone"), action_key);
                 item.insert("version".into(), AttributeValue::N(version.to_string()));
-                client
-                    .put_item()
-                    .table_name(table)
-                    .set_item(Some(item))
-                    .send()
-                    .await
-                    .unwrap();
+                put(client, table, item).await;
             }
         }
     }
@@ -148,13 +153,7 @@ impl RawStore {
             }
             RawStore::DynamoDb { client, table } => {
                 let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(item).unwrap();
-                client
-                    .put_item()
-                    .table_name(table)
-                    .set_item(Some(item))
-                    .send()
-                    .await
-                    .unwrap();
+                put(client, table, item).await;
             }
         }
     }
@@ -225,12 +224,6 @@ impl RawStore {
         };
         let mut item = key(owner, action_key);
         item.insert("read_status".into(), AttributeValue::Bool(true));
-        client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .unwrap();
+        put(client, table, item).await;
     }
 }
