@@ -228,9 +228,12 @@ async fn wait_for_deliveries(js: &async_nats::jetstream::Context, jobs: usize, s
     }
 }
 
-pub async fn latency(rate: u64, seconds: u64) -> Latency {
-    let setup = prepare(Store::Sqlite, 64);
-    let arrivals: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+/// Starts the worker with its JSON logs read line by line: `on_event` gets each log event
+/// and the moment it was read. Returns once the worker says it started.
+fn start_reading_logs(
+    setup: &Setup,
+    mut on_event: impl FnMut(&serde_json::Value, Instant) + Send + 'static,
+) -> Child {
     let mut child = command(setup.dir.path(), &setup.env)
         .arg("run")
         .stdout(Stdio::piped())
@@ -238,29 +241,38 @@ pub async fn latency(rate: u64, seconds: u64) -> Latency {
         .spawn()
         .unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    {
-        let arrivals = Arc::clone(&arrivals);
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let at = Instant::now();
-                let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if event["message"] == "worker started" {
-                    let _ = ready_tx.send(());
-                }
-                if event["outcome"] == "created"
-                    && let Some(seq) = event["stream_seq"].as_u64()
-                {
-                    arrivals.lock().unwrap().insert(seq, at);
-                }
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let at = Instant::now();
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "worker started" {
+                let _ = ready_tx.send(());
             }
-        });
-    }
+            on_event(&event, at);
+        }
+    });
     ready_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the worker starts");
+    child
+}
+
+pub async fn latency(rate: u64, seconds: u64) -> Latency {
+    let setup = prepare(Store::Sqlite, 64);
+    let arrivals: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let child = {
+        let arrivals = Arc::clone(&arrivals);
+        start_reading_logs(&setup, move |event, at| {
+            if event["outcome"] == "created"
+                && let Some(seq) = event["stream_seq"].as_u64()
+            {
+                arrivals.lock().unwrap().insert(seq, at);
+            }
+        })
+    };
 
     let js = setup.nats.jetstream().await;
     let total = rate * seconds;
@@ -368,26 +380,7 @@ pub async fn websocket_latency(rate: u64, seconds: u64, owners: usize) -> Latenc
             .subscribe(&format!("user-owner-{owner}-notifications"))
             .await;
     }
-    let mut child = command(setup.dir.path(), &setup.env)
-        .arg("run")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    {
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("\"worker started\"") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-    }
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the worker starts");
+    let child = start_reading_logs(&setup, |_, _| {});
 
     let total = (rate * seconds) as usize;
     // The receiving side: arrival time per trigger user's index ("fan-{i}").
