@@ -19,8 +19,9 @@ pub enum DlqCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Publish dead letters again to their original subject; each is removed from the
-    /// dead-letter stream only after its republish is acknowledged.
+    /// Publish dead letters again (an event to its original subject, a delivery job to its
+    /// own channel only); each is removed from the dead-letter stream only after its
+    /// republish is acknowledged.
     Replay {
         /// Dead-letter sequence numbers (as `list` shows them).
         #[arg(long = "seq", num_args = 1.., required_unless_present = "all", conflicts_with = "all")]
