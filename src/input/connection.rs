@@ -1,7 +1,9 @@
 //! Connecting to NATS: several URLs, a creds file, endless reconnects, logged.
 
+use super::connection_log::ConnectionLog;
 use crate::config::{NatsAuth, NatsSettings};
 use anyhow::Context;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Chooses rustls's crypto provider for the process. Two are compiled in (ring for NATS,
@@ -12,22 +14,17 @@ pub fn install_tls_provider() {
 }
 
 /// Connects, failing fast (with the URLs named) when no server answers at start. After
-/// that the client reconnects forever, logging each disconnect and reconnect.
+/// that the client reconnects forever, logging outages as [`ConnectionLog`] decides.
 pub async fn connect(settings: &NatsSettings, client_name: &str) -> anyhow::Result<async_nats::Client> {
     install_tls_provider();
+    let log = Arc::new(ConnectionLog::default());
     let mut options = async_nats::ConnectOptions::new()
         .name(client_name)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                async_nats::Event::SlowConsumer(_) => {
-                    tracing::warn!("NATS reports this client as a slow consumer")
-                }
-                other => tracing::warn!(event = %other, "NATS client event"),
-            }
+        .event_callback(move |event| {
+            let log = Arc::clone(&log);
+            async move { log.log(event) }
         });
     options = match &settings.auth {
         NatsAuth::None => options,

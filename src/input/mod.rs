@@ -2,6 +2,7 @@
 //! of the worker sees [`Delivery`]s with a subject, a body and a way to acknowledge.
 
 mod connection;
+mod connection_log;
 mod dead_letter;
 mod delivery;
 mod jetstream;

@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod readiness;
 
 use crate::config::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Where log lines go: the worker logs to stdout like any service; the one-shot commands
@@ -24,7 +25,14 @@ pub fn init(level: &str, format: LogFormat, target: LogTarget) {
         LogTarget::Stdout => level.to_owned(),
     };
     let filter = EnvFilter::builder().parse_lossy(filter);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only for a person at a terminal: in a file, a pipe or a log collector
+    // they are noise (`NO_COLOR` turns them off at a terminal too).
+    let ansi = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && match target {
+            LogTarget::Stdout => std::io::stdout().is_terminal(),
+            LogTarget::Stderr => std::io::stderr().is_terminal(),
+        };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let result = match (format, target) {
         (LogFormat::Json, LogTarget::Stdout) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Json, LogTarget::Stderr) => builder
