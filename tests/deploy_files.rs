@@ -1,5 +1,6 @@
 //! The alert rules and the dashboard only name metrics the worker really exports.
 
+use notification_worker::telemetry::exposition::Format;
 use notification_worker::telemetry::metrics::Metrics;
 use std::collections::BTreeSet;
 
@@ -22,7 +23,7 @@ fn exported() -> BTreeSet<String> {
     let metrics = Metrics::new();
     metrics.enable_channel("pusher");
     metrics.enable_outbox();
-    metric_names(&metrics.render())
+    metric_names(&metrics.render(Format::OpenMetrics))
 }
 
 #[test]
