@@ -21,7 +21,7 @@ dev: ## Run a debug build with debug logs
 setup: build ## Create the stream, consumer and store schema/table (idempotent)
 	$(BIN) setup
 
-deps: ## Install what the tests start: nats-server and the pinned dynalite
+deps: ## Install what the tests start: nats-server, prometheus (and promtool), the pinned dynalite
 	scripts/test-deps.sh
 
 test: deps ## Run the whole test suite (starts its own nats-server and dynalite)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite starts by itself: nats-server, the pinned dynalite
+# Installs what the test suite starts by itself: nats-server, prometheus (the server that
+# scrapes the worker, and promtool for the alert rules' tests), the pinned dynalite
 # (a DynamoDB-compatible server on Node.js) and the pinned sockudo (a Pusher-protocol server). Safe to run again; does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ apt_install() {
 }
 
 command -v nats-server >/dev/null || apt_install nats-server nats-server
+# Debian's package (2.42 on bookworm) provides both /usr/bin/prometheus and /usr/bin/promtool.
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || apt_install prometheus prometheus
 command -v node >/dev/null || apt_install node nodejs
 command -v npm >/dev/null || apt_install npm npm
 

@@ -2,11 +2,12 @@
 //! It only reads shared state; nothing in the pipeline waits for it.
 
 use crate::processing::StoreHealth;
+use crate::telemetry::exposition::Format;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::readiness::Readiness;
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::net::SocketAddr;
@@ -60,9 +61,15 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     (code, axum::Json(status))
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+/// The body and its `Content-Type` always agree (see [`crate::telemetry::exposition`] for why it matters).
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
+    let format = Format::negotiate(accept);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        state.metrics.render(format),
     )
 }

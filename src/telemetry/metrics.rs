@@ -1,29 +1,28 @@
 //! Prometheus metrics. The names are part of the contract (dashboards and alerts read them);
 //! labels take few values, never user ids or error texts.
 
-use crate::domain::{Reason, SUBJECTS};
+use crate::domain::{Operation, Reason, SUBJECTS};
 use crate::store::{CheckpointCounts, ErrorKind, WalStats};
+use crate::telemetry::exposition::Format;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// Outcomes counted in `notification_worker_events_total`. An event handed back for
-/// redelivery is not counted: it will be counted once it is settled.
-pub const OUTCOMES: [&str; 7] = [
-    "created",
-    "duplicate",
-    "removed",
-    "absent",
-    "self_skipped",
-    "invalid",
-    "dead_lettered",
-];
+/// Outcomes counted in `notification_worker_events_total` for every event type. An event
+/// handed back for redelivery is not counted: it will be counted once it is settled.
+pub const OUTCOMES: [&str; 3] = ["self_skipped", "invalid", "dead_lettered"];
+
+/// The store's outcomes, which depend on what the subject asks for: a create is stored,
+/// left as it is, or comes too late (a newer remove stands); a remove deletes or finds
+/// nothing to delete. The `other` row can be either.
+const CREATE_OUTCOMES: [&str; 3] = ["created", "duplicate", "superseded"];
+const REMOVE_OUTCOMES: [&str; 2] = ["removed", "absent"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
@@ -90,8 +89,7 @@ impl DeliveryMetrics {
             deliveries.clone(),
         );
         let latency = Family::<ChannelLabels, Histogram>::new_with_constructor(|| {
-            // 5 ms to ~10 min: a channel that was down delivers its backlog late.
-            Histogram::new(exponential_buckets(0.005, 3.0, 13))
+            Histogram::new(DELIVERY_LATENCY_BUCKETS)
         });
         registry.register_with_unit(
             "delivery_latency",
@@ -158,6 +156,21 @@ struct SqliteWalMetrics {
 
 const CHECKPOINT_RESULTS: [&str; 4] = ["complete", "partial", "busy", "failed"];
 
+/// The results each checkpoint mode can have. Only a passive checkpoint copies part of the
+/// log and stops (the writer appended meanwhile); the writer's own checkpoints either empty
+/// the log or are kept from it.
+const CHECKPOINT_MODES: [(&str, &[&str]); 3] = [
+    ("passive", &CHECKPOINT_RESULTS),
+    ("restart", &["complete", "busy", "failed"]),
+    ("truncate", &["complete", "busy", "failed"]),
+];
+
+fn can_have(mode: &str, result: &str) -> bool {
+    CHECKPOINT_MODES
+        .iter()
+        .any(|(name, results)| *name == mode && results.contains(&result))
+}
+
 impl SqliteWalMetrics {
     fn register(registry: &mut Registry) -> SqliteWalMetrics {
         let checkpoints = Family::<CheckpointLabels, Counter>::default();
@@ -186,8 +199,8 @@ impl SqliteWalMetrics {
             "Times another connection's old snapshot kept the WAL from being brought under its bound",
             blocked.clone(),
         );
-        for mode in ["passive", "restart", "truncate"] {
-            for result in CHECKPOINT_RESULTS {
+        for (mode, results) in CHECKPOINT_MODES {
+            for &result in results {
                 let _ = checkpoints.get_or_create(&CheckpointLabels { mode, result });
             }
         }
@@ -227,6 +240,11 @@ impl SqliteWalMetrics {
                 .into_iter()
                 .zip([complete, partial, busy, failed])
             {
+                // No series for a result the mode cannot have (one counted after all still
+                // shows: a count is never dropped).
+                if total.load(Ordering::Relaxed) == 0 && !can_have(mode, result) {
+                    continue;
+                }
                 catch_up(
                     &self.checkpoints.get_or_create(&CheckpointLabels { mode, result }),
                     total,
@@ -242,9 +260,21 @@ impl SqliteWalMetrics {
     }
 }
 
+/// Bucket bounds, in seconds, that read as they are (1 ms, 2.5 ms, 5 ms, ...) on a dashboard
+/// and in a `le` label. An event or a store request: 1 ms (SQLite) to 10 s (DynamoDB
+/// retries with backoff); beyond that only the `+Inf` bucket.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A delivery's latency: 5 ms (a quick channel) to 10 minutes (a channel that was down
+/// delivering its backlog late).
+const DELIVERY_LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 600.0,
+];
+
 fn latency_histogram() -> Histogram {
-    // 0.5 ms to ~30 s.
-    Histogram::new(exponential_buckets(0.0005, 2.5, 13))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 impl Default for Metrics {
@@ -350,11 +380,20 @@ impl Metrics {
         metrics
     }
 
-    /// Series exist from the start, so rates and alerts work before the first event.
+    /// Series exist from the start, so rates and alerts work before the first event; only
+    /// the ones that can ever count something.
     fn start_every_series_at_zero(&self) {
-        let event_types = SUBJECTS.iter().map(|row| row.name).chain(["other"]);
-        for event_type in event_types {
-            for outcome in OUTCOMES {
+        let event_types = SUBJECTS
+            .iter()
+            .map(|row| (row.name, Some(row.operation)))
+            .chain([("other", None)]);
+        for (event_type, operation) in event_types {
+            let store_outcomes = match operation {
+                Some(Operation::Create) => CREATE_OUTCOMES.to_vec(),
+                Some(Operation::Remove) => REMOVE_OUTCOMES.to_vec(),
+                None => [CREATE_OUTCOMES.as_slice(), REMOVE_OUTCOMES.as_slice()].concat(),
+            };
+            for outcome in store_outcomes.into_iter().chain(OUTCOMES) {
                 let _ = self.events.get_or_create(&EventLabels { event_type, outcome });
             }
         }
@@ -393,9 +432,10 @@ impl Metrics {
             .get_or_create(&ChannelLabels { channel });
     }
 
-    /// Creates the outbox's series at zero (called when the store stage announces).
+    /// Creates the outbox's series at zero (called when the store stage announces). Not
+    /// `updated`: that job kind is reserved, nothing announces it yet.
     pub fn enable_outbox(&self) {
-        for kind in ["created", "updated", "removed"] {
+        for kind in ["created", "removed"] {
             let _ = self.delivery.outbox_jobs.get_or_create(&KindLabels { kind });
         }
     }
@@ -499,11 +539,17 @@ impl Metrics {
         let _ = self.sqlite.source.set(stats);
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    /// Every series, in `format` (the one the scraper asked for).
+    pub fn render(&self, format: Format) -> String {
         self.sqlite.copy();
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        let written = match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+            }
+        };
+        written.expect("writing to a String");
         text
     }
 }
@@ -518,27 +564,101 @@ mod tests {
         metrics.event_settled("post_like", "created", Duration::from_millis(3));
         metrics.dead_lettered(Reason::InvalidJson);
         metrics.store_error(ErrorKind::Transient);
-        let text = metrics.render();
-        for line in [
-            r#"notification_worker_events_total{event_type="post_like",outcome="created"} 1"#,
-            r#"notification_worker_events_total{event_type="other",outcome="dead_lettered"} 0"#,
-            r#"notification_worker_dead_letters_total{reason="invalid_json"} 1"#,
-            r#"notification_worker_store_errors_total{kind="transient"} 1"#,
-            "notification_worker_event_duration_seconds_count 1",
-            "notification_worker_in_flight 0",
-            "notification_worker_nats_connected 0",
-            "notification_worker_ready 0",
-            "notification_worker_consumer_pending 0",
-            "notification_worker_dead_letter_failures_total 0",
-            "notification_worker_store_rejected_breaker_open 0",
-            r#"notification_worker_build_info{version=""#,
-            r#"notification_worker_sqlite_checkpoints_total{mode="truncate",result="complete"} 0"#,
-            "notification_worker_sqlite_wal_bytes 0",
-            "notification_worker_sqlite_wal_max_bytes 0",
-            "notification_worker_sqlite_wal_blocked_total 0",
-        ] {
-            assert!(text.contains(line), "missing {line} in\n{text}");
+        for format in [Format::OpenMetrics, Format::PrometheusText] {
+            let text = metrics.render(format);
+            for line in [
+                r#"notification_worker_events_total{event_type="post_like",outcome="created"} 1"#,
+                r#"notification_worker_events_total{event_type="other",outcome="dead_lettered"} 0"#,
+                r#"notification_worker_dead_letters_total{reason="invalid_json"} 1"#,
+                r#"notification_worker_store_errors_total{kind="transient"} 1"#,
+                "notification_worker_event_duration_seconds_count 1",
+                "notification_worker_in_flight 0",
+                "notification_worker_nats_connected 0",
+                "notification_worker_ready 0",
+                "notification_worker_consumer_pending 0",
+                "notification_worker_dead_letter_failures_total 0",
+                "notification_worker_store_rejected_breaker_open 0",
+                r#"notification_worker_build_info{version=""#,
+                r#"notification_worker_sqlite_checkpoints_total{mode="truncate",result="complete"} 0"#,
+                "notification_worker_sqlite_wal_bytes 0",
+                "notification_worker_sqlite_wal_max_bytes 0",
+                "notification_worker_sqlite_wal_blocked_total 0",
+            ] {
+                assert!(text.contains(line), "missing {line} in {format:?}:\n{text}");
+            }
         }
+    }
+
+    #[test]
+    fn each_format_types_the_families_its_own_way() {
+        let metrics = Metrics::new();
+        let openmetrics = metrics.render(Format::OpenMetrics);
+        assert!(openmetrics.contains("# TYPE notification_worker_events counter\n"));
+        assert!(openmetrics.contains("# UNIT notification_worker_event_duration_seconds seconds\n"));
+        assert!(openmetrics.ends_with("# EOF\n"));
+        let text = metrics.render(Format::PrometheusText);
+        assert!(text.contains("# TYPE notification_worker_events_total counter\n"));
+        assert!(text.contains("# TYPE notification_worker_event_duration_seconds histogram\n"));
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("# UNIT"), "{text}");
+    }
+
+    #[test]
+    fn only_possible_label_combinations_start_at_zero() {
+        let metrics = Metrics::new();
+        metrics.enable_outbox();
+        let text = metrics.render(Format::PrometheusText);
+        for possible in [
+            r#"events_total{event_type="post_like",outcome="created"} 0"#,
+            r#"events_total{event_type="post_like",outcome="superseded"} 0"#,
+            r#"events_total{event_type="post_unlike",outcome="absent"} 0"#,
+            r#"events_total{event_type="post_unlike",outcome="self_skipped"} 0"#,
+            r#"events_total{event_type="other",outcome="created"} 0"#,
+            r#"events_total{event_type="other",outcome="removed"} 0"#,
+            r#"sqlite_checkpoints_total{mode="passive",result="partial"} 0"#,
+            r#"outbox_jobs_total{kind="removed"} 0"#,
+        ] {
+            assert!(text.contains(possible), "missing {possible} in\n{text}");
+        }
+        for impossible in [
+            r#"{event_type="post_unlike",outcome="created"}"#,
+            r#"{event_type="post_unlike",outcome="duplicate"}"#,
+            r#"{event_type="post_like",outcome="removed"}"#,
+            r#"{event_type="user_follow",outcome="absent"}"#,
+            r#"{mode="restart",result="partial"}"#,
+            r#"{mode="truncate",result="partial"}"#,
+            r#"{kind="updated"}"#,
+            r#"{reason="channel_rejected"}"#,
+        ] {
+            assert!(
+                !text.contains(impossible),
+                "{impossible} is pre-created in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bucket_bounds_read_as_written() {
+        let metrics = Metrics::new();
+        metrics.enable_channel("webhook");
+        let text = metrics.render(Format::OpenMetrics);
+        let bounds = |histogram: &str| -> Vec<String> {
+            text.lines()
+                .filter(|line| line.starts_with(&format!("{histogram}_bucket")))
+                .filter_map(|line| line.split("le=\"").nth(1)?.split('"').next().map(str::to_owned))
+                .collect()
+        };
+        let events = bounds("notification_worker_event_duration_seconds");
+        assert_eq!(
+            events,
+            [
+                "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5",
+                "5.0", "10.0", "+Inf"
+            ]
+        );
+        let deliveries = bounds("notification_worker_delivery_latency_seconds");
+        assert_eq!(deliveries.first().map(String::as_str), Some("0.005"));
+        assert_eq!(deliveries.iter().rev().nth(1).map(String::as_str), Some("600.0"));
     }
 
     #[test]
@@ -548,9 +668,9 @@ mod tests {
         metrics.observe_sqlite_wal(Arc::clone(&stats));
         stats.truncate.busy.store(2, Ordering::Relaxed);
         stats.wal_bytes.store(4096, Ordering::Relaxed);
-        let _ = metrics.render();
+        let _ = metrics.render(Format::OpenMetrics);
         stats.truncate.busy.store(3, Ordering::Relaxed);
-        let text = metrics.render();
+        let text = metrics.render(Format::PrometheusText);
         for line in [
             r#"notification_worker_sqlite_checkpoints_total{mode="truncate",result="busy"} 3"#,
             "notification_worker_sqlite_wal_bytes 4096",

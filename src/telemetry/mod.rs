@@ -1,6 +1,8 @@
 //! What the worker tells operators: logs (structured tracing events, pretty for people in
-//! development, JSON lines for log pipelines in production), [`metrics`] and [`readiness`].
+//! development, JSON lines for log pipelines in production), [`metrics`] (in the
+//! [`exposition`] format the scraper asks for) and [`readiness`].
 
+pub mod exposition;
 pub mod metrics;
 pub mod readiness;
 

@@ -63,7 +63,7 @@ fn port_answers(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }
 
-fn require_program(program: &str, how: &str) -> PathBuf {
+pub fn require_program(program: &str, how: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
