@@ -41,7 +41,11 @@ fn processes_in(dir: &Path) -> Vec<(u32, String)> {
     let dir = dir.canonicalize().unwrap();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
             continue;
         };
         if std::fs::read_link(entry.path().join("cwd")).ok().as_deref() != Some(dir.as_path()) {
@@ -49,7 +53,11 @@ fn processes_in(dir: &Path) -> Vec<(u32, String)> {
         }
         // A zombie waiting for its parent has exited already.
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) {
+        if stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
             continue;
         }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -118,7 +126,9 @@ async fn starts_and_stops_a_private_server(stop: impl FnOnce(&mut Worker) -> std
     let addr = worker.http_addr();
     wait_until("/readyz 200", WITHIN, || http_get(&addr, "/readyz").0 == 200);
     // And it works: an event published to that server is stored in ./data.
-    let nats = async_nats::connect(format!("nats://127.0.0.1:{port}")).await.unwrap();
+    let nats = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
     publish(
         &async_nats::jetstream::new(nats.clone()),
         "notifications.post.like",
@@ -139,7 +149,11 @@ async fn starts_and_stops_a_private_server(stop: impl FnOnce(&mut Worker) -> std
         .filter(|line| line.contains("shutdown requested"))
         .count();
     assert_eq!(requested, 1, "{}", worker.logs().join("\n"));
-    assert_eq!(processes_in(dir.path()), Vec::new(), "no worker, no nats-server left");
+    assert_eq!(
+        processes_in(dir.path()),
+        Vec::new(),
+        "no worker, no nats-server left"
+    );
     assert!(!port_answers(port), "the private server is gone");
 }
 
@@ -153,7 +167,10 @@ async fn starts_a_private_nats_server_and_stops_it_on_ctrl_c() {
     starts_and_stops_a_private_server(|worker| {
         // Ctrl-C: SIGINT to the terminal's foreground process group, make and all.
         let group = format!("-{}", worker.pid());
-        let sent = Command::new("kill").args(["-INT", "--", &group]).status().unwrap();
+        let sent = Command::new("kill")
+            .args(["-INT", "--", &group])
+            .status()
+            .unwrap();
         assert!(sent.success());
         worker.wait_for_exit("Ctrl-C", WITHIN)
     })
@@ -196,11 +213,12 @@ async fn uses_the_nats_server_that_already_listens() {
 fn a_nats_url_elsewhere_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let _leftovers = Leftovers(dir.path().to_owned());
-    let url = format!("nats://127.0.0.1:{},nats://127.0.0.1:{}", free_port(), free_port());
-    let output = make_run(dir.path(), &url)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let url = format!(
+        "nats://127.0.0.1:{},nats://127.0.0.1:{}",
+        free_port(),
+        free_port()
+    );
+    let output = make_run(dir.path(), &url).stdin(Stdio::null()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
