@@ -2,6 +2,8 @@
 CARGO ?= cargo
 BIN := target/release/notification-worker
 IMAGE ?= notification-worker:dev
+# The repository, so that recipes find its scripts from anywhere (`make -f`, the tests).
+ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 
 .DEFAULT_GOAL := help
 .PHONY: help build run dev test fmt lint setup deps clean docker-build docker-run bench fuzz
@@ -12,11 +14,11 @@ help: ## List the targets
 build: ## Build the release binary (target/release/notification-worker)
 	$(CARGO) build --release
 
-run: build ## Run the worker (local NATS on 127.0.0.1:4222, SQLite in ./data)
-	$(BIN) run
+run: build ## Run the worker (NATS on 127.0.0.1:4222, started in ./data/nats if none runs; SQLite in ./data)
+	$(ROOT)scripts/run-local.sh $(BIN) run
 
-dev: ## Run a debug build with debug logs
-	LOG_LEVEL=info,notification_worker=debug $(CARGO) run -- run
+dev: ## Run a debug build with debug logs (NATS as for make run)
+	LOG_LEVEL=info,notification_worker=debug $(ROOT)scripts/run-local.sh $(CARGO) run -- run
 
 setup: build ## Create the stream, consumer and store schema/table (idempotent)
 	$(BIN) setup

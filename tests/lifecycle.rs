@@ -2,6 +2,8 @@
 
 mod support;
 
+use notification_worker::domain::Id;
+use notification_worker::store::NotificationStore;
 use std::time::Duration;
 use support::*;
 
@@ -96,11 +98,13 @@ async fn sigterm_under_load_finishes_in_flight_events_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_is_retried_and_not_acknowledged_while_the_store_fails() {
     let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&nats, dir.path());
-    // In production `run` does not create the schema: the store fails until `setup` runs.
+    // In production `run` creates no DynamoDB table (shared infrastructure): the store fails
+    // until `setup` runs.
     env.push(("ENVIRONMENT", "production".into()));
-    env.push(("NOTIF_STORE", "sqlite".into()));
+    env.extend(dynamo.worker_env("retried-notifications"));
     let worker = Worker::start(dir.path(), &env);
     let js = nats.jetstream().await;
     publish(&js, "notifications.post.like", like("user-1", "user-2", "post-1")).await;
@@ -119,9 +123,12 @@ async fn an_event_is_retried_and_not_acknowledged_while_the_store_fails() {
         "{}",
         String::from_utf8_lossy(&setup.stderr)
     );
-    wait_until("the retried event to be stored", WITHIN, || {
-        count_rows(dir.path()) == 1
-    });
+    let store = dynamo.store("retried-notifications").await;
+    let owner = Id::parse("owner", "user-1").unwrap();
+    eventually("the retried event to be stored", WITHIN, || async {
+        store.feed(&owner, 5).await.is_ok_and(|feed| feed.len() == 1)
+    })
+    .await;
     eventually("the event to be acknowledged", WITHIN, || async {
         consumer_backlog(&nats).await == (0, 0)
     })

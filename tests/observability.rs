@@ -85,11 +85,12 @@ async fn metrics_count_outcomes_with_the_contract_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_pending_shows_the_backlog() {
     let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
     let dir = tempfile::tempdir().unwrap();
     let mut env = with_http(base_env(&nats, dir.path()));
-    // Production does not create the schema: every write fails, so the backlog stays.
+    // Production creates no DynamoDB table: every write fails, so the backlog stays.
     env.push(("ENVIRONMENT", "production".into()));
-    env.push(("NOTIF_STORE", "sqlite".into()));
+    env.extend(dynamo.worker_env("missing-notifications"));
     // Few in flight, so that most of the backlog stays in the stream.
     env.push(("WORKER_CONCURRENCY", "1".into()));
     create_consumer_with_ack_wait(&nats, Duration::from_secs(30)).await;

@@ -22,11 +22,13 @@ async fn at_shutdown_a_handed_back_lane_hands_back_the_rest_of_its_key_untried()
     ] {
         publish(&js, subject, body.clone()).await;
     }
+    let dynamo = Dynalite::start();
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&nats, dir.path());
-    // Production creates no schema: every write fails ("no such table") and is retried.
+    // Production creates no DynamoDB table: every write fails (the table is missing) and is
+    // retried.
     env.push(("ENVIRONMENT", "production".into()));
-    env.push(("NOTIF_STORE", "sqlite".into()));
+    env.extend(dynamo.worker_env("missing-notifications"));
     let mut worker = Worker::start(dir.path(), &env);
     worker.wait_for_log("store unavailable; retrying", WITHIN);
 

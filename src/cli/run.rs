@@ -132,7 +132,11 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
             .await?
             .with_tombstone_ttl(config.tombstone_ttl),
     );
-    if config.environment == Environment::Development {
+    // An embedded SQLite file belongs to this process: its folder, file and schema are made
+    // (or brought up to date) at every start, in production too, or a container on a fresh
+    // volume would never be ready. Shared infrastructure (a DynamoDB table) is created here
+    // in development only; in production that is `setup`'s job.
+    if config.environment == Environment::Development || store.is_embedded() {
         store.setup().await.context("cannot prepare the store")?;
     }
     let client = input::connect(&config.nats, "notification-worker").await?;

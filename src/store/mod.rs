@@ -183,6 +183,12 @@ impl AnyStore {
         }
     }
 
+    /// True for a store in a file of this process's own (SQLite), rather than shared
+    /// infrastructure (a DynamoDB table): `run` creates its schema in every environment.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, AnyStore::Sqlite(_))
+    }
+
     /// Where the notifications go, for logs.
     pub fn describe(&self) -> String {
         match self {

@@ -417,8 +417,15 @@ pub fn command_for(program: &Path, dir: &Path, env: &[(&'static str, String)]) -
 
 impl Worker {
     pub fn start(dir: &Path, env: &[(&'static str, String)]) -> Worker {
-        let mut child = command(dir, env)
-            .arg("run")
+        let mut command = command(dir, env);
+        command.arg("run");
+        Worker::start_command(command, dir)
+    }
+
+    /// [`Worker::start`] for any command that runs the worker (a wrapper script, say):
+    /// its output is collected and the call returns once the worker logged "worker started".
+    pub fn start_command(mut command: Command, dir: &Path) -> Worker {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -505,8 +512,20 @@ impl Worker {
 
     /// SIGTERM, then the exit status (the test fails if it takes longer than `within`).
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        self.stop_with("TERM", within)
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, ...), then the exit status (the test fails if
+    /// it takes longer than `within`).
+    pub fn stop_with(&mut self, name: &str, within: Duration) -> ExitStatus {
+        signal(self.child.as_ref().expect("worker running"), name);
+        self.wait_for_exit(&format!("SIG{name}"), within)
+    }
+
+    /// The exit status once the process has exited (after `cause`, e.g. a signal sent some
+    /// other way); the test fails if it takes longer than `within`.
+    pub fn wait_for_exit(&mut self, cause: &str, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("worker running");
-        signal(&child, "TERM");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -515,12 +534,17 @@ impl Worker {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 panic!(
-                    "worker did not exit within {within:?} of SIGTERM:\n{}",
+                    "worker did not exit within {within:?} of {cause}:\n{}",
                     self.logs().join("\n")
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process id of what was started (the worker, or the command that runs it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("worker running").id()
     }
 
     /// True while the process has not exited.
