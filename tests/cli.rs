@@ -264,9 +264,11 @@ fn dynamodb_without_credentials_says_how_to_provide_them_and_exits_2() {
         without_aws_credentials(home.path(), dynalite.endpoint()),
     ]
     .concat();
-    // `setup`, and the startup check of `run` (development creates the table first).
-    for command_line in [&["setup"][..], &["run"][..]] {
-        let output = command(dir.path(), &env).args(command_line).output().unwrap();
+    // `setup`, and the startup check of `run` (development creates the table first;
+    // production probes it).
+    let production = [env.clone(), vec![("ENVIRONMENT", "production".into())]].concat();
+    for (command_line, env) in [(&["setup"], &env), (&["run"], &env), (&["run"], &production)] {
+        let output = command(dir.path(), env).args(command_line).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{command_line:?}: {stderr}");
         for needed in [
