@@ -1,7 +1,5 @@
-use clap::Parser;
-use notification_worker::cli::{self, Cli, Command, UsageError};
+use notification_worker::cli::{self, Command};
 use notification_worker::config::Config;
-use notification_worker::input::ConsumerRefused;
 use notification_worker::telemetry::{self, LogTarget};
 use std::process::ExitCode;
 
@@ -15,7 +13,7 @@ fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {error}");
         return ExitCode::from(CONFIG_ERROR);
     }
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let config = match Config::from_raw(&cli.settings) {
         Ok(config) => config,
         Err(error) => {
@@ -24,7 +22,8 @@ fn main() -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Run { stage: None });
-    let target = if matches!(command, Command::Run { .. }) {
+    let runs = matches!(command, Command::Run { .. });
+    let target = if runs {
         LogTarget::Stdout
     } else {
         LogTarget::Stderr
@@ -41,12 +40,14 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::execute(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "stopped on an error");
+            // Printed once where a person looks: the worker's log goes to standard output
+            // (for the log collector) and the reason it stopped to standard error; the other
+            // commands log to standard error already, so the line alone says it.
+            if runs {
+                tracing::error!(error = format!("{error:#}"), "stopped on an error");
+            }
             eprintln!("error: {error:#}");
-            // A consumer that needs changing is a configuration error, like a bad variable.
-            if error.downcast_ref::<ConsumerRefused>().is_some()
-                || error.downcast_ref::<UsageError>().is_some()
-            {
+            if cli::is_configuration_error(&error) {
                 ExitCode::from(CONFIG_ERROR)
             } else {
                 ExitCode::FAILURE

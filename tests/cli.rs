@@ -136,17 +136,6 @@ async fn publish_takes_json_a_file_or_stdin_and_prints_the_sequence() {
     let output = from_stdin.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), "3");
 
-    let outside = command(dir.path(), &env)
-        .args(["publish", "orders.created", "{}"])
-        .output()
-        .unwrap();
-    assert_eq!(outside.status.code(), Some(1));
-    assert!(
-        String::from_utf8(outside.stderr)
-            .unwrap()
-            .contains("not under notifications.")
-    );
-
     let missing = command(dir.path(), &env)
         .args(["publish", "notifications.post.like", "@/nope.json"])
         .output()
@@ -225,4 +214,397 @@ async fn a_tombstone_lifetime_shorter_than_a_stream_keeps_events_is_refused() {
     env.push(("NOTIF_TOMBSTONE_TTL", "forever".into()));
     let worker = Worker::start(dir.path(), &env);
     drop(worker);
+}
+
+// ---- Errors a person can act on -------------------------------------------------------
+
+/// The environment of a machine with no AWS credentials anywhere: no variables, an empty
+/// home (no ~/.aws), no instance metadata to wait on.
+fn without_aws_credentials(home: &std::path::Path, endpoint: String) -> Vec<(&'static str, String)> {
+    // Empty files, not missing ones: the SDK warns about a configured file it cannot find.
+    std::fs::write(home.join("config"), "").unwrap();
+    std::fs::write(home.join("credentials"), "").unwrap();
+    vec![
+        ("NOTIF_STORE", "dynamodb".into()),
+        ("NOTIF_TABLE_NAME", "cli-test".into()),
+        ("AWS_REGION", AWS_REGION.into()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("HOME", home.display().to_string()),
+        ("AWS_CONFIG_FILE", home.join("config").display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("credentials").display().to_string(),
+        ),
+    ]
+}
+
+/// What no error message may hold: the Debug form of the SDK's structs.
+fn assert_no_debug_dump(stderr: &str) {
+    for sign in [
+        "Error {",
+        "source:",
+        "ConstructionFailure",
+        "DispatchFailure",
+        "{ kind",
+        "Some(",
+    ] {
+        assert!(!stderr.contains(sign), "a Debug dump ({sign}):\n{stderr}");
+    }
+}
+
+#[test]
+fn dynamodb_without_credentials_says_how_to_provide_them_and_exits_2() {
+    let dynalite = Dynalite::start();
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        base_env(&nats, dir.path()),
+        without_aws_credentials(home.path(), dynalite.endpoint()),
+    ]
+    .concat();
+    // `setup`, and the startup check of `run` (development creates the table first;
+    // production probes it).
+    let production = [env.clone(), vec![("ENVIRONMENT", "production".into())]].concat();
+    for (command_line, env) in [(&["setup"], &env), (&["run"], &env), (&["run"], &production)] {
+        let output = command(dir.path(), env).args(command_line).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command_line:?}: {stderr}");
+        for needed in [
+            "no AWS credentials",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "IAM role",
+            "configuration",
+        ] {
+            assert!(
+                stderr.contains(needed),
+                "{command_line:?} lacks {needed:?}:\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("transient store error"), "{stderr}");
+        assert_no_debug_dump(&stderr);
+    }
+}
+
+#[test]
+fn an_unreachable_dynamodb_names_the_endpoint_and_the_variable() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let mut env = base_env(&nats, dir.path());
+    env.extend([
+        ("NOTIF_STORE", "dynamodb".into()),
+        ("AWS_REGION", AWS_REGION.into()),
+        ("AWS_ACCESS_KEY_ID", AWS_ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", AWS_SECRET_KEY.into()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.clone()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]);
+    let output = command(dir.path(), &env).arg("setup").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&endpoint)
+            && stderr.contains("AWS_ENDPOINT_URL_DYNAMODB")
+            && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert_no_debug_dump(&stderr);
+}
+
+#[test]
+fn a_fatal_error_is_printed_once() {
+    let port = free_port();
+    let output = run_with(&[("NATS_URL", format!("nats://127.0.0.1:{port}"))], &["setup"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr.matches("cannot connect to NATS").count(),
+        1,
+        "printed more than once:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_nats_url_that_is_not_a_url_is_a_configuration_error() {
+    for value in ["not-a-url", "http://127.0.0.1:4222", "nats://"] {
+        let output = run_with(&[("NATS_URL", value.to_string())], &["setup"]);
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(2), "NATS_URL={value}: {stderr}");
+        assert!(
+            stderr.starts_with("error: NATS_URL=") && stderr.contains("example: NATS_URL=nats://"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_without_yes_is_a_usage_error() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    assert!(
+        command(dir.path(), &env)
+            .arg("setup")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let output = command(dir.path(), &env).args(["dlq", "purge"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--yes"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_outside_the_workers_subjects_is_a_usage_error() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    assert!(
+        command(dir.path(), &env)
+            .arg("setup")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    for subject in [
+        "orders.created",
+        "notifications.post.*",
+        "dlq.notifications.post.like",
+    ] {
+        let output = command(dir.path(), &env)
+            .args(["publish", subject, &like("user-1", "user-2", "post-1")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{subject}: {stderr}");
+        assert!(stderr.contains("not under notifications."), "{stderr}");
+    }
+}
+
+/// Puts one dead letter in NOTIFICATIONS_DLQ, as the worker writes them.
+async fn a_dead_letter(nats: &NatsServer, body: &str) {
+    let js = nats.jetstream().await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Dlq-Reason", "invalid_field");
+    headers.insert("Dlq-Error", "owner: must not be empty");
+    headers.insert("Dlq-Original-Subject", "notifications.post.like");
+    headers.insert("Dlq-Original-Sequence", "7");
+    headers.insert("Dlq-Original-Version", "1765318000000000000000000000000000007");
+    headers.insert("Dlq-Attempts", "3");
+    js.publish_with_headers("dlq.notifications.post.like", headers, body.to_owned().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_replay_with_nothing_to_replay_says_so() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    assert!(
+        command(dir.path(), &env)
+            .arg("setup")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let output = command(dir.path(), &env)
+        .args(["dlq", "replay", "--all"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("nothing to replay: NOTIFICATIONS_DLQ holds no dead letters"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("replayed 0"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_of_one_are_singular() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    assert!(
+        command(dir.path(), &env)
+            .arg("setup")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    a_dead_letter(&nats, r#"{"owner":""}"#).await;
+    let replay = command(dir.path(), &env)
+        .args(["dlq", "replay", "--all"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&replay.stdout),
+        "replayed 1 dead letter\n"
+    );
+    a_dead_letter(&nats, r#"{"owner":""}"#).await;
+    let purge = command(dir.path(), &env)
+        .args(["dlq", "purge", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&purge.stdout), "purged 1 dead letter\n");
+}
+
+// ---- The command line ------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_refuses_a_body_that_is_not_json_unless_raw() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    assert!(
+        command(dir.path(), &env)
+            .arg("setup")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let refused = command(dir.path(), &env)
+        .args(["publish", "notifications.post.like", "{not json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not JSON") && stderr.contains("--raw"),
+        "{stderr}"
+    );
+    assert!(refused.stdout.is_empty(), "nothing was published");
+
+    let raw = command(dir.path(), &env)
+        .args(["publish", "--raw", "notifications.post.like", "{not json"])
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&raw.stdout).trim(),
+        "1",
+        "the first message of the stream"
+    );
+}
+
+fn help_of(args: &[&str]) -> String {
+    let output = run_with(&[], args);
+    assert!(output.status.success(), "{args:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn each_commands_help_shows_its_own_flags_first_and_only_the_settings_it_uses() {
+    let publish = help_of(&["publish", "--help"]);
+    let own = publish.find("--raw").expect("publish --help shows --raw");
+    let nats = publish
+        .find("NATS:")
+        .unwrap_or_else(|| panic!("a NATS heading:\n{publish}"));
+    assert!(
+        publish.find("<SUBJECT>").unwrap() < nats && own < nats,
+        "{publish}"
+    );
+    assert!(publish.contains("--nats-url"), "{publish}");
+    for unused in [
+        "NOTIF_SQLITE_PATH",
+        "NOTIF_TABLE_NAME",
+        "HTTP_ADDR",
+        "WEBHOOK_URL",
+        "PUSHER_KEY",
+        "WORKER_CONCURRENCY",
+    ] {
+        assert!(
+            !publish.contains(unused),
+            "publish --help shows {unused}:\n{publish}"
+        );
+    }
+
+    let feed = help_of(&["feed", "--help"]);
+    assert!(
+        feed.contains("NOTIF_STORE") && !feed.contains("NATS_URL"),
+        "{feed}"
+    );
+    assert!(
+        feed.find("--limit").unwrap() < feed.find("Store:").unwrap(),
+        "{feed}"
+    );
+
+    let list = help_of(&["dlq", "list", "--help"]);
+    assert!(
+        list.contains("NATS_URL") && !list.contains("NOTIF_STORE"),
+        "{list}"
+    );
+
+    let run = help_of(&["run", "--help"]);
+    for heading in ["NATS:", "Store:", "HTTP:", "Delivery:"] {
+        assert!(run.contains(heading), "run --help lacks {heading}:\n{run}");
+    }
+}
+
+#[test]
+fn dry_run_is_described() {
+    let replay = help_of(&["dlq", "replay", "--help"]);
+    let line = replay
+        .lines()
+        .skip_while(|line| !line.contains("--dry-run"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        line.contains("nothing is published or deleted"),
+        "--dry-run:\n{replay}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_shows_bodies_as_they_are_and_numbers_as_numbers() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    assert!(
+        command(dir.path(), &env)
+            .arg("setup")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let body = "{\"owner\":\"\",\"excerpt\":\"caf\u{e9}\"}\n";
+    a_dead_letter(&nats, body).await;
+
+    let text = command(dir.path(), &env).args(["dlq", "list"]).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "one line per dead letter: {text}");
+    assert!(
+        text.trim_end()
+            .ends_with("{\"owner\":\"\",\"excerpt\":\"caf\u{e9}\"}\\n"),
+        "the body as it is (a control character escaped): {text}"
+    );
+
+    let json = command(dir.path(), &env)
+        .args(["dlq", "list", "--json"])
+        .output()
+        .unwrap();
+    let letter: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(letter["body_preview"], body, "{letter}");
+    assert_eq!(letter["sequence"], 1, "{letter}");
+    assert_eq!(letter["original_sequence"], 7, "{letter}");
+    assert_eq!(letter["attempts"], 3, "{letter}");
 }

@@ -1,9 +1,10 @@
 //! `notification-worker dlq list|replay|purge`: look at, replay and clear dead letters.
 
+use super::UsageError;
 use crate::config::Config;
 use crate::delivery::stage::REPLAY_PREFIX;
 use crate::input::{self, DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, dlq_header};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_nats::jetstream::{self, stream::Stream};
 use clap::Subcommand;
 use serde::Serialize;
@@ -29,7 +30,8 @@ pub enum DlqCommand {
         /// Every dead letter.
         #[arg(long)]
         all: bool,
-        /// Say what would be replayed, change nothing.
+        /// Print each dead letter that would be replayed and the subject it would go to;
+        /// nothing is published or deleted.
         #[arg(long)]
         dry_run: bool,
     },
@@ -61,7 +63,8 @@ impl DlqStream {
     }
 }
 
-/// A dead letter as `list` shows it.
+/// A dead letter as `list` shows it (`--json`: numbers as numbers, `null` where a header is
+/// missing).
 #[derive(Debug, Serialize)]
 struct DeadLetter {
     sequence: u64,
@@ -69,13 +72,15 @@ struct DeadLetter {
     subject: String,
     reason: String,
     error: String,
-    original_sequence: String,
-    /// Empty on dead letters written before versions existed.
+    original_sequence: Option<u64>,
+    /// A string: the number has up to 36 digits, more than a JSON reader keeps exactly
+    /// (JavaScript, jq before 1.7). Empty on dead letters written before versions existed.
     original_version: String,
-    attempts: String,
+    attempts: Option<u64>,
     /// The channel that gave up on it (delivery dead letters only).
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<String>,
+    /// The body's first bytes, as text (invalid UTF-8 shows as U+FFFD).
     body_preview: String,
     #[serde(skip)]
     body: bytes::Bytes,
@@ -85,6 +90,11 @@ struct DeadLetter {
 const PREVIEW_BYTES: usize = 120;
 
 pub async fn dlq(config: &Config, which: DlqStream, command: DlqCommand) -> anyhow::Result<()> {
+    if let DlqCommand::Purge { yes: false } = command {
+        return Err(
+            UsageError("purge deletes every dead letter for good: add --yes to confirm".into()).into(),
+        );
+    }
     let client = input::connect(&config.nats, "notification-worker-dlq").await?;
     let js = jetstream::new(client);
     let name = which.name();
@@ -108,15 +118,12 @@ pub async fn dlq(config: &Config, which: DlqStream, command: DlqCommand) -> anyh
             };
             replay(&js, &stream, which, &sequences, dry_run).await
         }
-        DlqCommand::Purge { yes } => {
-            if !yes {
-                bail!("purge deletes every dead letter for good: add --yes to confirm");
-            }
+        DlqCommand::Purge { .. } => {
             let purged = stream
                 .purge()
                 .await
                 .context("cannot purge the dead-letter stream")?;
-            println!("purged {} dead letters", purged.purged);
+            println!("purged {}", dead_letters(purged.purged));
             Ok(())
         }
     }
@@ -142,7 +149,7 @@ async fn list(stream: &Stream, name: &str, json: bool, limit: usize) -> anyhow::
                 letter.subject,
                 letter.reason,
                 letter.error,
-                letter.body_preview
+                one_line(&letter.body_preview)
             );
         }
     }
@@ -159,6 +166,10 @@ async fn replay(
     sequences: &[u64],
     dry_run: bool,
 ) -> anyhow::Result<()> {
+    if sequences.is_empty() {
+        eprintln!("nothing to replay: {} holds no dead letters", which.name());
+        return Ok(());
+    }
     let progress = indicatif::ProgressBar::new(sequences.len() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({eta} left)")
@@ -168,7 +179,7 @@ async fn replay(
     if sequences.len() < 100 || dry_run {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut replayed = 0;
+    let mut replayed: u64 = 0;
     for &sequence in sequences {
         let Some(letter) = read(stream, sequence).await? else {
             progress.suspend(|| eprintln!("dead letter {sequence} does not exist; skipped"));
@@ -197,7 +208,9 @@ async fn replay(
         let mut headers = async_nats::HeaderMap::new();
         if which == DlqStream::Events && !letter.original_version.is_empty() {
             headers.insert(dlq_header::ORIGINAL_VERSION, letter.original_version.as_str());
-            headers.insert(dlq_header::ORIGINAL_SEQUENCE, letter.original_sequence.as_str());
+            if let Some(original) = letter.original_sequence {
+                headers.insert(dlq_header::ORIGINAL_SEQUENCE, original.to_string().as_str());
+            }
         }
         input::publish_with_headers(js, target, headers, letter.body.clone()).await?;
         stream.delete_message(sequence).await.with_context(|| {
@@ -211,7 +224,14 @@ async fn replay(
     }
     progress.finish_and_clear();
     if !dry_run {
-        println!("replayed {replayed} dead letters");
+        if replayed == 0 {
+            eprintln!(
+                "nothing to replay: none of the dead letters given is in {}",
+                which.name()
+            );
+        } else {
+            println!("replayed {}", dead_letters(replayed));
+        }
     }
     Ok(())
 }
@@ -254,7 +274,7 @@ async fn read(stream: &Stream, sequence: u64) -> anyhow::Result<Option<DeadLette
             .unwrap_or(&message.subject)
             .to_owned(),
     };
-    let preview = &message.payload[..message.payload.len().min(PREVIEW_BYTES)];
+    let number = |name: &str| header(name).trim().parse::<u64>().ok();
     let time = message
         .time
         .format(&time::format_description::well_known::Rfc3339)
@@ -265,15 +285,65 @@ async fn read(stream: &Stream, sequence: u64) -> anyhow::Result<Option<DeadLette
         subject,
         reason: header(dlq_header::REASON),
         error: header(dlq_header::ERROR),
-        original_sequence: header(dlq_header::ORIGINAL_SEQUENCE),
+        original_sequence: number(dlq_header::ORIGINAL_SEQUENCE),
         original_version: header(dlq_header::ORIGINAL_VERSION),
-        attempts: header(dlq_header::ATTEMPTS),
+        attempts: number(dlq_header::ATTEMPTS),
         channel: message
             .subject
             .strip_prefix(DLQ_PREFIX)
             .and_then(|rest| rest.strip_prefix("deliveries."))
             .map(str::to_owned),
-        body_preview: String::from_utf8_lossy(preview).escape_debug().to_string(),
+        body_preview: preview(&message.payload),
         body: message.payload,
     }))
+}
+
+/// The body's first [`PREVIEW_BYTES`] as text, cut between characters.
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(PREVIEW_BYTES + 4)]);
+    let mut end = text.len().min(PREVIEW_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Text for one line of a terminal: control characters (a newline, an escape sequence)
+/// written as escapes, everything else as it is.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// "1 dead letter", "2 dead letters".
+fn dead_letters(count: u64) -> String {
+    match count {
+        1 => "1 dead letter".to_owned(),
+        n => format!("{n} dead letters"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_are_cut_between_characters_and_kept_on_one_line() {
+        let body = "é".repeat(100);
+        let cut = preview(body.as_bytes());
+        assert_eq!(cut, "é".repeat(PREVIEW_BYTES / 2));
+        assert_eq!(
+            one_line("{\"a\":\"b\"}\n\u{1b}[31m"),
+            "{\"a\":\"b\"}\\n\\u{1b}[31m"
+        );
+        assert_eq!(dead_letters(1), "1 dead letter");
+        assert_eq!(dead_letters(0), "0 dead letters");
+    }
 }

@@ -1,11 +1,12 @@
 //! `notification-worker feed OWNER [--limit N] [--json]`: a user's notifications, newest first.
 
+use super::UsageError;
 use crate::config::Config;
 use crate::domain::{Action, FeedItem, Id};
 use crate::store::{AnyStore, NotificationStore};
 
 pub async fn feed(config: &Config, owner: &str, limit: usize, json: bool) -> anyhow::Result<()> {
-    let owner = Id::parse("OWNER", owner)?;
+    let owner = Id::parse("OWNER", owner).map_err(|error| UsageError(error.to_string()))?;
     let store = AnyStore::open(&config.store).await?;
     let items = store.feed(&owner, limit).await?;
     for item in &items {

@@ -9,8 +9,10 @@ mod run;
 pub use run::{Stage, UsageError};
 mod setup;
 
-use crate::config::{Config, RawSettings};
-use clap::{Parser, Subcommand};
+use crate::config::{Config, RawSettings, heading};
+use crate::input::ConsumerRefused;
+use crate::store::StoreError;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +47,9 @@ pub enum Command {
         subject: String,
         /// The event: JSON text, @FILE to read a file, or - to read standard input.
         event: String,
+        /// Send the body as it is, even when it is not JSON (to try the dead letters).
+        #[arg(long)]
+        raw: bool,
     },
     /// Show a user's notifications, newest first.
     Feed {
@@ -78,9 +83,63 @@ pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Run { stage } => run::run(config, stage).await,
         Command::Setup => setup::setup(&config).await,
-        Command::Publish { subject, event } => publish::publish(&config, subject, &event).await,
+        Command::Publish { subject, event, raw } => publish::publish(&config, subject, &event, raw).await,
         Command::Feed { owner, limit, json } => feed::feed(&config, &owner, limit, json).await,
         Command::Dlq { stream, command } => dlq::dlq(&config, stream, command).await,
         Command::Deliver { command } => deliver::deliver(&config, command).await,
     }
+}
+
+/// The command line as given. Every setting is global (a flag before or after the command
+/// works, and the command may be left out for `run`), but each command's `--help` shows its
+/// own arguments first and then only the groups of settings it uses.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
+/// The `clap` command, with each command's help trimmed to the settings it uses.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    // Building copies the global settings into every command; only then can they be hidden
+    // where they do not apply (they are still accepted there, as before).
+    command.build();
+    command.mut_subcommands(|subcommand| {
+        let used = settings_used_by(subcommand.get_name());
+        hide_settings_except(subcommand, used)
+    })
+}
+
+/// The groups of settings (by help heading) each command reads.
+fn settings_used_by(command: &str) -> &'static [&'static str] {
+    use heading::*;
+    match command {
+        "setup" => &[GENERAL, NATS, STORE, DEAD_LETTERS, DELIVERY],
+        "publish" | "dlq" => &[GENERAL, NATS],
+        "feed" => &[GENERAL, STORE],
+        "deliver" => &[GENERAL, NATS, DELIVERY],
+        // `run`, and anything new until it says otherwise.
+        _ => &[GENERAL, NATS, STORE, WORKER, HTTP, DEAD_LETTERS, DELIVERY],
+    }
+}
+
+fn hide_settings_except(command: clap::Command, used: &'static [&'static str]) -> clap::Command {
+    command
+        .mut_args(|arg| match arg.get_help_heading() {
+            Some(group) if !used.contains(&group) => arg.hide(true),
+            _ => arg,
+        })
+        .mut_subcommands(|subcommand| hide_settings_except(subcommand, used))
+}
+
+/// Errors a person fixes by changing the command line or the configuration, not by trying
+/// again: exit code 2, like a bad variable.
+pub fn is_configuration_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause.is::<ConsumerRefused>()
+            || cause
+                .downcast_ref::<StoreError>()
+                .is_some_and(|error| error.configuration)
+    })
 }

@@ -1,16 +1,22 @@
-//! `notification-worker publish SUBJECT (JSON | @FILE | -)`: the replacement for `nats pub`.
+//! `notification-worker publish [--raw] SUBJECT (JSON | @FILE | -)`: the replacement for `nats pub`.
 
+use super::UsageError;
 use crate::config::{Config, NatsMode};
 use crate::domain::SUBJECT_PREFIX;
 use crate::input;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::io::Read;
 
-pub async fn publish(config: &Config, subject: String, event: &str) -> anyhow::Result<()> {
-    if !subject.starts_with(SUBJECT_PREFIX) || subject.contains(['*', '>', ' ']) {
-        bail!("subject {subject:?} is not under {SUBJECT_PREFIX} (example: notifications.post.like)");
-    }
+pub async fn publish(config: &Config, subject: String, event: &str, raw: bool) -> anyhow::Result<()> {
+    check_subject(&subject)?;
     let body = read_event(event)?;
+    if !raw && let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return Err(UsageError(format!(
+            "the event is not JSON ({error}); nothing was published. Fix it, or add --raw to send \
+             it as it is (to see what the worker does with it: a dead letter)"
+        ))
+        .into());
+    }
     let client = input::connect(&config.nats, "notification-worker-publish").await?;
     match config.nats.mode {
         NatsMode::JetStream => {
@@ -30,8 +36,25 @@ pub async fn publish(config: &Config, subject: String, event: &str) -> anyhow::R
     Ok(())
 }
 
-/// The event text as given: inline JSON, `@FILE`, or `-` for standard input. Sent as is,
-/// unchecked: the worker decides what is valid (and `publish` is how to try that).
+/// The worker's stream takes `notifications.>` only: anything else would be stored by no
+/// stream (or by someone else's), which is a mistake on the command line.
+fn check_subject(subject: &str) -> Result<(), UsageError> {
+    let tokens_ok = subject
+        .strip_prefix(SUBJECT_PREFIX)
+        .is_some_and(|rest| rest.split('.').all(|token| !token.is_empty()));
+    if tokens_ok && !subject.contains(['*', '>']) && !subject.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "subject {subject:?} is not under {SUBJECT_PREFIX}: the worker's stream would not take it \
+             (example: notifications.post.like)"
+        )))
+    }
+}
+
+/// The event text as given: inline JSON, `@FILE`, or `-` for standard input. Sent as is
+/// (only checked to be JSON): the worker decides what is valid, and `publish` is how to try
+/// that.
 fn read_event(event: &str) -> anyhow::Result<Vec<u8>> {
     if event == "-" {
         let mut body = Vec::new();
@@ -40,8 +63,31 @@ fn read_event(event: &str) -> anyhow::Result<Vec<u8>> {
             .context("cannot read the event from standard input")?;
         Ok(body)
     } else if let Some(path) = event.strip_prefix('@') {
-        std::fs::read(path).with_context(|| format!("cannot read the event from {path}"))
+        // A file that is not there is a mistake on the command line, like a bad subject.
+        std::fs::read(path)
+            .map_err(|error| UsageError(format!("cannot read the event from {path}: {error}")).into())
     } else {
         Ok(event.as_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_subjects_the_stream_takes() {
+        assert!(check_subject("notifications.post.like").is_ok());
+        for subject in [
+            "orders.created",
+            "notifications.",
+            "notifications",
+            "notifications..like",
+            "notifications.post.*",
+            "notifications.>",
+            "notifications.post like",
+        ] {
+            assert!(check_subject(subject).is_err(), "{subject}");
+        }
     }
 }

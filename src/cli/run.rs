@@ -138,6 +138,13 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     // in development only; in production that is `setup`'s job.
     if config.environment == Environment::Development || store.is_embedded() {
         store.setup().await.context("cannot prepare the store")?;
+    } else if let Err(error) = store.probe().await
+        && error.configuration
+    {
+        // No AWS credentials anywhere, say: waiting cannot help, so say what to change and
+        // stop (exit code 2). Anything else the store reports is left to readiness, which
+        // probes again every second.
+        return Err(error).context("cannot use the store");
     }
     let client = input::connect(&config.nats, "notification-worker").await?;
     let announces = !config.delivery.enabled().is_empty();

@@ -14,7 +14,7 @@ use std::time::Duration;
 pub const DEFAULT_PUSHER_CHANNEL: &str = "user-{owner}-notifications";
 
 #[derive(Clone, Args)]
-#[command(next_help_heading = "Delivery")]
+#[command(next_help_heading = super::heading::DELIVERY)]
 pub struct RawDelivery {
     /// Pusher Channels app id (with PUSHER_KEY and PUSHER_SECRET: turns channel `pusher` on).
     #[arg(long, env = "PUSHER_APP_ID", global = true)]

@@ -19,6 +19,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The groups `--help` shows the settings in; each command shows only the groups it uses
+/// (see `cli::settings_used_by`).
+pub mod heading {
+    pub const GENERAL: &str = "General";
+    pub const NATS: &str = "NATS";
+    pub const STORE: &str = "Store";
+    pub const WORKER: &str = "Worker";
+    pub const HTTP: &str = "HTTP";
+    pub const DEAD_LETTERS: &str = "Dead letters";
+    pub const DELIVERY: &str = "Delivery";
+}
+
 /// The settings as given, before they are checked. Every one is a flag and a variable.
 /// (No `Debug`: it holds secrets in the clear. `--help` never shows their values.)
 #[derive(Clone, Args)]
@@ -28,99 +40,157 @@ pub struct RawSettings {
         long,
         env = "NATS_URL",
         default_value = "nats://127.0.0.1:4222",
-        global = true
+        global = true,
+        help_heading = heading::NATS
     )]
     pub nats_url: String,
     /// NATS credentials file (NGS / decentralised auth).
-    #[arg(long, env = "NATS_CREDS_FILE", global = true)]
+    #[arg(long, env = "NATS_CREDS_FILE", global = true, help_heading = heading::NATS)]
     pub nats_creds_file: Option<String>,
     /// NATS nkey seed file (a file holding the user's seed, `SU...`).
-    #[arg(long, env = "NATS_NKEY_FILE", global = true)]
+    #[arg(long, env = "NATS_NKEY_FILE", global = true, help_heading = heading::NATS)]
     pub nats_nkey_file: Option<String>,
     /// NATS user name (with NATS_PASSWORD).
-    #[arg(long, env = "NATS_USER", global = true)]
+    #[arg(long, env = "NATS_USER", global = true, help_heading = heading::NATS)]
     pub nats_user: Option<String>,
     /// NATS password (with NATS_USER).
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, global = true, help_heading = heading::NATS)]
     pub nats_password: Option<String>,
     /// NATS authentication token.
-    #[arg(long, env = "NATS_TOKEN", hide_env_values = true, global = true)]
+    #[arg(long, env = "NATS_TOKEN", hide_env_values = true, global = true, help_heading = heading::NATS)]
     pub nats_token: Option<String>,
     /// CA certificate (PEM) to verify the NATS server with; turns TLS on.
-    #[arg(long, env = "NATS_TLS_CA_FILE", global = true)]
+    #[arg(long, env = "NATS_TLS_CA_FILE", global = true, help_heading = heading::NATS)]
     pub nats_tls_ca_file: Option<String>,
     /// Client certificate (PEM) for TLS client authentication; turns TLS on.
-    #[arg(long, env = "NATS_TLS_CERT_FILE", global = true)]
+    #[arg(long, env = "NATS_TLS_CERT_FILE", global = true, help_heading = heading::NATS)]
     pub nats_tls_cert_file: Option<String>,
     /// Private key (PEM) of the client certificate.
-    #[arg(long, env = "NATS_TLS_KEY_FILE", global = true)]
+    #[arg(long, env = "NATS_TLS_KEY_FILE", global = true, help_heading = heading::NATS)]
     pub nats_tls_key_file: Option<String>,
     /// `jetstream` (durable, at-least-once) or `core` (queue group, at-most-once).
-    #[arg(long, env = "NATS_MODE", default_value = "jetstream", global = true)]
+    #[arg(long, env = "NATS_MODE", default_value = "jetstream", global = true, help_heading = heading::NATS)]
     pub nats_mode: String,
     /// JetStream stream, created when absent.
-    #[arg(long, env = "NATS_STREAM", default_value = "NOTIFICATIONS", global = true)]
+    #[arg(
+        long,
+        env = "NATS_STREAM",
+        default_value = "NOTIFICATIONS",
+        global = true,
+        help_heading = heading::NATS
+    )]
     pub nats_stream: String,
     /// Durable pull consumer shared by all replicas.
     #[arg(
         long,
         env = "NATS_CONSUMER",
         default_value = "notification-worker",
-        global = true
+        global = true,
+        help_heading = heading::NATS
     )]
     pub nats_consumer: String,
     /// `sqlite` or `dynamodb`; must be set explicitly in production.
-    #[arg(long, env = "NOTIF_STORE", global = true)]
+    #[arg(long, env = "NOTIF_STORE", global = true, help_heading = heading::STORE)]
     pub notif_store: Option<String>,
     /// The embedded store's file.
     #[arg(
         long,
         env = "NOTIF_SQLITE_PATH",
         default_value = "./data/notifications.db",
-        global = true
+        global = true,
+        help_heading = heading::STORE
     )]
     pub notif_sqlite_path: String,
     /// Largest size of the SQLite WAL file (`64MiB`, `256MiB`, `1GiB`, or bytes); the
     /// writer checkpoints and truncates it before it gets there.
-    #[arg(long, env = "NOTIF_SQLITE_WAL_MAX", default_value = "64MiB", global = true)]
+    #[arg(
+        long,
+        env = "NOTIF_SQLITE_WAL_MAX",
+        default_value = "64MiB",
+        global = true,
+        help_heading = heading::STORE
+    )]
     pub notif_sqlite_wal_max: String,
     /// DynamoDB table.
     #[arg(
         long,
         env = "NOTIF_TABLE_NAME",
         default_value = "exobook-notifications",
-        global = true
+        global = true,
+        help_heading = heading::STORE
     )]
     pub notif_table_name: String,
     /// AWS region of the DynamoDB table.
-    #[arg(long, env = "AWS_REGION", default_value = "ca-central-1", global = true)]
+    #[arg(
+        long,
+        env = "AWS_REGION",
+        default_value = "ca-central-1",
+        global = true,
+        help_heading = heading::STORE
+    )]
     pub aws_region: String,
     /// `development` or `production`.
-    #[arg(long, env = "ENVIRONMENT", default_value = "development", global = true)]
+    #[arg(
+        long,
+        env = "ENVIRONMENT",
+        default_value = "development",
+        global = true,
+        help_heading = heading::GENERAL
+    )]
     pub environment: String,
     /// Tracing filter, e.g. `info,notification_worker=debug`.
-    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true, help_heading = heading::GENERAL)]
     pub log_level: String,
     /// `pretty` or `json` (default: pretty in development, json in production).
-    #[arg(long, env = "LOG_FORMAT", global = true)]
+    #[arg(long, env = "LOG_FORMAT", global = true, help_heading = heading::GENERAL)]
     pub log_format: Option<String>,
     /// Store writes in flight at once.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value = "64", global = true)]
+    #[arg(
+        long,
+        env = "WORKER_CONCURRENCY",
+        default_value = "64",
+        global = true,
+        help_heading = heading::WORKER
+    )]
     pub worker_concurrency: String,
     /// How long removal records (tombstones) are kept: `30d`, `12h`, ... or `forever`. Must
     /// cover the stream's and the dead-letter stream's max age.
-    #[arg(long, env = "NOTIF_TOMBSTONE_TTL", default_value = "30d", global = true)]
+    #[arg(
+        long,
+        env = "NOTIF_TOMBSTONE_TTL",
+        default_value = "30d",
+        global = true,
+        help_heading = heading::STORE
+    )]
     pub notif_tombstone_ttl: String,
     /// Health and metrics listener address, or `off`.
-    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true,
+        help_heading = heading::HTTP
+    )]
     pub http_addr: String,
     /// Dead letters older than this are removed from NOTIFICATIONS_DLQ when the worker
     /// creates it (s, m, h or d).
-    #[arg(long, env = "DLQ_MAX_AGE", default_value = dead_letters::DEFAULT_MAX_AGE, global = true)]
+    #[arg(
+        long,
+        env = "DLQ_MAX_AGE",
+        default_value = dead_letters::DEFAULT_MAX_AGE,
+        global = true,
+        help_heading = heading::DEAD_LETTERS
+    )]
     pub dlq_max_age: String,
     /// Size limit of NOTIFICATIONS_DLQ when the worker creates it (KiB, MiB, GiB, TiB, or
     /// unlimited); when full, new dead letters are refused and their events come back.
-    #[arg(long, env = "DLQ_MAX_BYTES", default_value = dead_letters::DEFAULT_MAX_BYTES, global = true)]
+    #[arg(
+        long,
+        env = "DLQ_MAX_BYTES",
+        default_value = dead_letters::DEFAULT_MAX_BYTES,
+        global = true,
+        help_heading = heading::DEAD_LETTERS
+    )]
     pub dlq_max_bytes: String,
     #[command(flatten)]
     pub delivery: delivery::RawDelivery,

@@ -59,16 +59,38 @@ pub(super) fn parse_nats_urls(value: &str) -> Result<Vec<String>, ConfigError> {
         if url.is_empty() {
             return Err(bad("NATS_URL", value, "holds an empty server URL", EXAMPLE));
         }
-        if url.parse::<async_nats::ServerAddr>().is_err() {
+        if !is_server_url(url) || url.parse::<async_nats::ServerAddr>().is_err() {
             return Err(bad(
                 "NATS_URL",
                 value,
-                format!("{url:?} is not a NATS server URL"),
+                format!(
+                    "{url:?} is not a NATS server URL (nats://HOST:PORT; tls://, ws:// and wss:// \
+                     also work, and HOST:PORT alone means nats://)"
+                ),
                 EXAMPLE,
             ));
         }
     }
     Ok(urls)
+}
+
+/// `scheme://host[:port]` with a scheme the client speaks, or `host:port`. The client would
+/// take a bare word (`not-a-url`) as a host name and retry it forever: a typo must be a
+/// configuration error, not an endless connection failure.
+fn is_server_url(url: &str) -> bool {
+    let (with_scheme, needs_port) = if url.contains("://") {
+        (url.to_owned(), false)
+    } else {
+        (format!("nats://{url}"), true)
+    };
+    match url::Url::parse(&with_scheme) {
+        Ok(parsed) => {
+            matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss")
+                && parsed.host_str().is_some_and(|host| !host.is_empty())
+                && (!needs_port || parsed.port().is_some())
+        }
+        Err(_) => false,
+    }
 }
 
 /// A file that must exist. Only its path is ever printed, never its content.
@@ -216,5 +238,36 @@ pub(super) fn parse_nats_name(
             "must be a non-empty name without spaces, '.', '*', '>', '/' or '\\'",
             example,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_need_a_known_scheme_or_a_port() {
+        for good in [
+            "nats://127.0.0.1:4222",
+            "nats://nats",
+            "tls://nats.example.com:4222",
+            "wss://nats.example.com",
+            "nats://user:secret@10.0.0.1:4222",
+            "127.0.0.1:4222",
+            "nats-0.nats:4222",
+        ] {
+            assert!(parse_nats_urls(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "not-a-url",
+            "localhost",
+            "http://127.0.0.1:4222",
+            "nats://",
+            "nats://:4222",
+            "nats:4222x",
+        ] {
+            let error = parse_nats_urls(bad).unwrap_err();
+            assert_eq!(error.variable, "NATS_URL", "{bad}");
+        }
     }
 }

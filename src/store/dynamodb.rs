@@ -23,6 +23,7 @@
 //!
 //! docs/reliability.md walks through the interleavings, each with its test.
 
+use super::dynamodb_error::{classify, endpoint_of};
 use super::versioning::{CreatePlan, Life, Remembers, plan_create, report_remove};
 use super::{Applied, Ended, ErrorKind, NotificationStore, Report, StoreError};
 use crate::domain::{Change, FeedItem, Id, Notification, Timestamp, Version};
@@ -68,6 +69,8 @@ const RECHECK_AFTER: Duration = Duration::from_secs(30);
 pub struct DynamoDbStore {
     client: Client,
     table: String,
+    /// Where requests go, named in errors (a wrong local endpoint is a common mistake).
+    endpoint: String,
     tombstone_ttl: Duration,
 }
 
@@ -90,17 +93,26 @@ impl DynamoDbStore {
     }
 
     /// A store on a client configured elsewhere (tests point it at a local endpoint).
-    pub fn with_config(config: &aws_config::SdkConfig, table: &str) -> DynamoDbStore {
+    pub fn with_config(sdk_config: &aws_config::SdkConfig, table: &str) -> DynamoDbStore {
         // No retries inside the SDK: the worker retries with its own backoff, and this store
         // must know when a write may have landed without an answer (see `create`).
-        let config = aws_sdk_dynamodb::config::Builder::from(config)
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk_config)
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         DynamoDbStore {
+            endpoint: endpoint_of(sdk_config),
             client: Client::from_conf(config),
             table: table.to_owned(),
             tombstone_ttl: super::DEFAULT_TOMBSTONE_TTL,
         }
+    }
+
+    /// A failed request, said as [`classify`] decides.
+    fn failed<E>(&self, operation: &str, error: &SdkError<E, HttpResponse>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        classify(operation, &self.table, &self.endpoint, error)
     }
 
     /// How long removal records are kept (`NOTIF_TOMBSTONE_TTL`).
@@ -129,7 +141,7 @@ impl DynamoDbStore {
                 ))
             }
             Err(error) if error.code() == Some("ResourceNotFoundException") => Ok(None),
-            Err(error) => Err(classify("DescribeTable", &self.table, &error)),
+            Err(error) => Err(self.failed("DescribeTable", &error)),
         }
     }
 
@@ -172,7 +184,7 @@ impl DynamoDbStore {
             Ok(_) => Ok(()),
             // Another replica created it first: fine.
             Err(error) if error.code() == Some("ResourceInUseException") => Ok(()),
-            Err(error) => Err(classify("CreateTable", &self.table, &error)),
+            Err(error) => Err(self.failed("CreateTable", &error)),
         }
     }
 }
@@ -342,7 +354,7 @@ impl DynamoDbStore {
             Ok(_) => false,
             // A tombstone as new or newer is there already (a redelivery, or a later remove).
             Err(error) if is_condition_failure(&error) => true,
-            Err(error) => return Err(classify("UpdateItem", &self.table, &error)),
+            Err(error) => return Err(self.failed("UpdateItem", &error)),
         };
         if let Some(ended) = self.delete_older_than(owner, action_key, version).await? {
             self.remember_ended(owner, action_key, version, &ended).await;
@@ -386,7 +398,7 @@ impl DynamoDbStore {
             Ok(_) => {}
             Err(error) if is_condition_failure(&error) => {}
             Err(error) => {
-                let error = classify("UpdateItem", &self.table, &error);
+                let error = self.failed("UpdateItem", &error);
                 tracing::warn!(%error, owner, action_key, "cannot write the ended life on the tombstone; a redelivery of this remove will report nothing ended");
             }
         }
@@ -420,7 +432,7 @@ impl DynamoDbStore {
                 })
             })),
             Err(error) if is_condition_failure(&error) => Ok(None),
-            Err(error) => Err(classify("DeleteItem", &self.table, &error)),
+            Err(error) => Err(self.failed("DeleteItem", &error)),
         }
     }
 
@@ -462,7 +474,7 @@ impl DynamoDbStore {
         match put.send().await {
             Ok(_) => Ok(true),
             Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(classify("PutItem", &self.table, &error)),
+            Err(error) => Err(self.failed("PutItem", &error)),
         }
     }
 
@@ -493,7 +505,7 @@ impl DynamoDbStore {
         match raised {
             Ok(_) => Ok(true),
             Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(classify("UpdateItem", &self.table, &error)),
+            Err(error) => Err(self.failed("UpdateItem", &error)),
         }
     }
 
@@ -557,7 +569,7 @@ impl DynamoDbStore {
             .expression_attribute_names("#v", "version")
             .send()
             .await
-            .map_err(|error| classify("GetItem", &self.table, &error))?;
+            .map_err(|error| self.failed("GetItem", &error))?;
         Ok(output.item.filter(|item| !item.is_empty()))
     }
 
@@ -584,7 +596,7 @@ impl DynamoDbStore {
                 tracing::info!(table = %self.table, "this DynamoDB endpoint has no TTL: tombstones are kept");
                 Ok(())
             }
-            Err(error) => Err(classify("UpdateTimeToLive", &self.table, &error)),
+            Err(error) => Err(self.failed("UpdateTimeToLive", &error)),
         }
     }
 }
@@ -700,104 +712,12 @@ impl NotificationStore for DynamoDbStore {
             .limit(i32::try_from(limit).unwrap_or(i32::MAX).max(1))
             .send()
             .await
-            .map_err(|error| classify("Query", &self.table, &error))?;
+            .map_err(|error| self.failed("Query", &error))?;
         serde_dynamo::from_items(page.items().to_vec()).map_err(|error| {
             StoreError::new(
                 ErrorKind::Permanent,
                 format!("unexpected item in {}: {error}", self.table),
             )
         })
-    }
-}
-
-/// The one place DynamoDB errors are sorted into [`ErrorKind`]s.
-fn classify<E>(operation: &str, table: &str, error: &SdkError<E, HttpResponse>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let (kind, hint) = match error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (ErrorKind::Transient, "")
-        }
-        SdkError::ConstructionFailure(_) => (
-            ErrorKind::Systemic,
-            " (check AWS_REGION and the AWS configuration)",
-        ),
-        _ => match error.code().unwrap_or_default() {
-            "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            | "TransactionConflictException" => (ErrorKind::Transient, ""),
-            "ResourceNotFoundException" => (
-                ErrorKind::Systemic,
-                " (the table is missing: run `notification-worker setup` or check NOTIF_TABLE_NAME)",
-            ),
-            "AccessDeniedException"
-            | "UnrecognizedClientException"
-            | "InvalidSignatureException"
-            | "MissingAuthenticationTokenException"
-            | "ExpiredTokenException"
-            | "IncompleteSignatureException" => (
-                ErrorKind::Systemic,
-                " (check the AWS credentials and the IAM policy)",
-            ),
-            // A key that does not fit the table's key schema or an index's key type fails
-            // every item alike: the table is wrong, not the event. Dead-lettering would
-            // empty the whole stream into the dead letters.
-            "ValidationException" if mismatches_the_schema(error.message().unwrap_or_default()) => (
-                ErrorKind::Systemic,
-                " (the table's keys do not match: NOTIF_TABLE_NAME must have owner (S) HASH, \
-                 action_key (S) RANGE and OwnerIndex on owner (S), created_at (S); see `notification-worker setup`)",
-            ),
-            "ValidationException" | "ItemCollectionSizeLimitExceededException" => (ErrorKind::Permanent, ""),
-            // Unknown service errors: 5xx are the service's trouble, the rest are ours.
-            _ if error
-                .raw_response()
-                .is_some_and(|raw| raw.status().is_server_error()) =>
-            {
-                (ErrorKind::Transient, "")
-            }
-            _ => (ErrorKind::Systemic, ""),
-        },
-    };
-    let detail = match error.message() {
-        Some(message) => format!("{}: {message}", error.code().unwrap_or("error")),
-        None => aws_smithy_types::error::display::DisplayErrorContext(error).to_string(),
-    };
-    StoreError::new(kind, format!("dynamodb {operation} on {table}: {detail}{hint}"))
-}
-
-/// ValidationException messages that say the table's key schema or an index's key type is
-/// not the one the worker writes (DynamoDB's and dynalite's wording).
-fn mismatches_the_schema(message: &str) -> bool {
-    [
-        "Type mismatch for key",
-        "Type mismatch for Index Key",
-        "Missing the key",
-        "The provided key element does not match the schema",
-    ]
-    .iter()
-    .any(|sign| message.contains(sign))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_mismatches_are_told_from_item_refusals() {
-        for message in [
-            "One or more parameter values were invalid: Type mismatch for key action_key expected: N actual: S",
-            "One or more parameter values were invalid: Type mismatch for Index Key created_at Expected: N Actual: S IndexName: OwnerIndex",
-            "One or more parameter values were invalid: Missing the key pk in the item",
-            "The provided key element does not match the schema",
-        ] {
-            assert!(mismatches_the_schema(message), "{message}");
-        }
-        assert!(!mismatches_the_schema(
-            "Item size has exceeded the maximum allowed size"
-        ));
     }
 }

@@ -31,11 +31,14 @@ impl fmt::Display for ErrorKind {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{kind} store error: {message}")]
 pub struct StoreError {
     pub kind: ErrorKind,
     /// What failed and, for systemic errors, how to fix it. Never holds credentials.
     pub message: String,
+    /// The settings cannot work as given (no AWS credentials anywhere, say): a person must
+    /// change them, waiting will not help. Systemic for the worker, which keeps retrying
+    /// slowly; a command that meets it exits with the configuration error code.
+    pub configuration: bool,
 }
 
 impl StoreError {
@@ -43,6 +46,25 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
+            configuration: false,
+        }
+    }
+
+    /// A store that cannot work with the configuration given.
+    pub fn configuration(message: impl Into<String>) -> StoreError {
+        StoreError {
+            configuration: true,
+            ..StoreError::new(ErrorKind::Systemic, message)
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.configuration {
+            write!(f, "store configuration error: {}", self.message)
+        } else {
+            write!(f, "{} store error: {}", self.kind, self.message)
         }
     }
 }

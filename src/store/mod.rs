@@ -4,6 +4,7 @@
 //! Every implementation must pass the shared suite in `tests/store_contract.rs`.
 
 mod dynamodb;
+mod dynamodb_error;
 mod error;
 mod sqlite;
 pub mod versioning;
