@@ -12,6 +12,18 @@ fn run_with(env: &[(&'static str, String)], args: &[&str]) -> std::process::Outp
     command(dir.path(), env).args(args).output().unwrap()
 }
 
+/// The worker's environment for `dir`, after an operator's `setup` against `nats`.
+fn set_up(nats: &NatsServer, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let env = base_env(nats, dir);
+    let output = command(dir, &env).arg("setup").output().unwrap();
+    assert!(
+        output.status.success(),
+        "setup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    env
+}
+
 #[test]
 fn a_bad_setting_exits_2_with_one_line_naming_it() {
     let cases: &[(&'static str, &str)] = &[
@@ -346,15 +358,7 @@ fn a_nats_url_that_is_not_a_url_is_a_configuration_error() {
 async fn purging_without_yes_is_a_usage_error() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    assert!(
-        command(dir.path(), &env)
-            .arg("setup")
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let env = set_up(&nats, dir.path());
     let output = command(dir.path(), &env).args(["dlq", "purge"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -365,15 +369,7 @@ async fn purging_without_yes_is_a_usage_error() {
 async fn publishing_outside_the_workers_subjects_is_a_usage_error() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    assert!(
-        command(dir.path(), &env)
-            .arg("setup")
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let env = set_up(&nats, dir.path());
     for subject in [
         "orders.created",
         "notifications.post.*",
@@ -410,15 +406,7 @@ async fn a_dead_letter(nats: &NatsServer, body: &str) {
 async fn dlq_replay_with_nothing_to_replay_says_so() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    assert!(
-        command(dir.path(), &env)
-            .arg("setup")
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let env = set_up(&nats, dir.path());
     let output = command(dir.path(), &env)
         .args(["dlq", "replay", "--all"])
         .output()
@@ -439,15 +427,7 @@ async fn dlq_replay_with_nothing_to_replay_says_so() {
 async fn counts_of_one_are_singular() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    assert!(
-        command(dir.path(), &env)
-            .arg("setup")
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let env = set_up(&nats, dir.path());
     a_dead_letter(&nats, r#"{"owner":""}"#).await;
     let replay = command(dir.path(), &env)
         .args(["dlq", "replay", "--all"])
@@ -471,15 +451,7 @@ async fn counts_of_one_are_singular() {
 async fn publish_refuses_a_body_that_is_not_json_unless_raw() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    assert!(
-        command(dir.path(), &env)
-            .arg("setup")
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let env = set_up(&nats, dir.path());
     let refused = command(dir.path(), &env)
         .args(["publish", "notifications.post.like", "{not json"])
         .output()
@@ -577,15 +549,7 @@ fn dry_run_is_described() {
 async fn dlq_list_shows_bodies_as_they_are_and_numbers_as_numbers() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&nats, dir.path());
-    assert!(
-        command(dir.path(), &env)
-            .arg("setup")
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let env = set_up(&nats, dir.path());
     let body = "{\"owner\":\"\",\"excerpt\":\"caf\u{e9}\"}\n";
     a_dead_letter(&nats, body).await;
 

@@ -6,20 +6,7 @@ mod support;
 use notification_worker::telemetry::exposition::Format;
 use notification_worker::telemetry::metrics::Metrics;
 use std::collections::BTreeSet;
-
-fn metric_names(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("notification_worker_") {
-        let name: String = rest[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        rest = &rest[start + name.len()..];
-        names.insert(name);
-    }
-    names
-}
+use support::metric_names;
 
 fn exported() -> BTreeSet<String> {
     // Delivery series exist for enabled channels only.

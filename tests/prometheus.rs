@@ -107,18 +107,7 @@ fn percent_encoded(text: &str) -> String {
 
 /// Every `notification_worker_...` name in a file of the repository.
 fn names_used_in(file: &str) -> BTreeSet<String> {
-    let text = std::fs::read_to_string(Path::new(MANIFEST_DIR).join(file)).unwrap();
-    let mut names = BTreeSet::new();
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find("notification_worker_") {
-        let name: String = rest[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        rest = &rest[start + name.len()..];
-        names.insert(name);
-    }
-    names
+    metric_names(&std::fs::read_to_string(Path::new(MANIFEST_DIR).join(file)).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -911,3 +911,18 @@ fn relay(client: TcpStream, upstream: u16, delay_ms: Arc<std::sync::atomic::Atom
     copy(server, client, None);
     let _ = upward.join();
 }
+
+/// Every `notification_worker_...` name in a text (a scrape, an alert file, a dashboard).
+pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("notification_worker_") {
+        let name: String = rest[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[start + name.len()..];
+        names.insert(name);
+    }
+    names
+}
