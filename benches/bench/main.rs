@@ -98,9 +98,11 @@ fn main() {
 async fn run_all(sizes: Sizes) -> Report {
     if let Some(output) = std::env::var_os("BENCH_PROFILE") {
         // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
-        // With BENCH_ONLY=delivery, the drain with channel pusher on, until every job is sent.
+        // With BENCH_ONLY=delivery, the drain with channel pusher on, until every job is sent;
+        // with BENCH_ONLY=announce, the store stage alone announcing to the outbox.
         let delivery = match std::env::var("BENCH_ONLY").as_deref() {
             Ok("delivery") => runs::Delivery::Pusher,
+            Ok("announce") => runs::Delivery::Announce,
             _ => runs::Delivery::Off,
         };
         let drain = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, delivery).await;
@@ -114,6 +116,10 @@ async fn run_all(sizes: Sizes) -> Report {
     // One measurement alone, for trying a change: BENCH_ONLY=latency|sqlite|dynamodb.
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("announce") => {
+            // Worker and nats-server CPU per 100k events: the worker's share of the
+            // announce is what the worker can cut; the server's (storing the jobs) is not.
+            let mut offs = Vec::new();
+            let mut ons = Vec::new();
             for round in 0..3 {
                 let off =
                     runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, runs::Delivery::Off).await;
@@ -125,14 +131,35 @@ async fn run_all(sizes: Sizes) -> Report {
                 )
                 .await;
                 eprintln!(
-                    "round {round}: off {:.0} events/s ({:.2} CPU s/100k), store stage announcing {:.0} events/s ({:.2} CPU s/100k): ratio {:.2}",
+                    "round {round}: off {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), store stage announcing {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {:.2}",
                     off.events_per_second(),
                     off.cpu_seconds_per_100k(),
+                    off.server_cpu_seconds_per_100k(),
                     on.events_per_second(),
                     on.cpu_seconds_per_100k(),
+                    on.server_cpu_seconds_per_100k(),
                     on.events_per_second() / off.events_per_second()
                 );
+                offs.push(off);
+                ons.push(on);
             }
+            let median = |drains: &[runs::Drain], figure: fn(&runs::Drain) -> f64| {
+                let mut figures: Vec<f64> = drains.iter().map(figure).collect();
+                figures.sort_by(f64::total_cmp);
+                figures[figures.len() / 2]
+            };
+            let (off_rate, on_rate) = (
+                median(&offs, runs::Drain::events_per_second),
+                median(&ons, runs::Drain::events_per_second),
+            );
+            eprintln!(
+                "medians: off {off_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), store stage announcing {on_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {:.2}",
+                median(&offs, runs::Drain::cpu_seconds_per_100k),
+                median(&offs, runs::Drain::server_cpu_seconds_per_100k),
+                median(&ons, runs::Drain::cpu_seconds_per_100k),
+                median(&ons, runs::Drain::server_cpu_seconds_per_100k),
+                on_rate / off_rate
+            );
             std::process::exit(0);
         }
         Ok("latency") => {

@@ -22,6 +22,10 @@ pub enum Store {
 pub struct Drain {
     pub rate: Rate,
     pub cost: Cost,
+    /// CPU seconds nats-server spent from the worker's start to the drain's end: its share
+    /// of the work (delivering, taking acks, storing outbox jobs), which the worker cannot
+    /// remove.
+    pub server_cpu_seconds: f64,
     /// With channel `pusher` on: from the drain's start until sockudo accepted every job.
     pub deliveries: Option<Deliveries>,
 }
@@ -41,13 +45,15 @@ pub struct Deliveries {
 pub enum Delivery {
     Off,
     Pusher,
-    /// Channel `pusher` configured but the worker runs `--stage store`: the store path with
+    /// Channel `nats` configured but the worker runs `--stage store`: the store path with
     /// its outbox announcements alone, the delivery stage elsewhere (not running here).
     Announce,
 }
 
 /// The Pusher channel template of the runs: the worker's default, one public channel per owner.
 const PUSHER_CHANNEL: &str = "user-{owner}-notifications";
+/// The `nats` channel's subject template of the announce runs.
+const ANNOUNCE_SUBJECT: &str = "users.{owner}.notifications";
 
 impl Drain {
     pub fn events_per_second(&self) -> f64 {
@@ -56,6 +62,10 @@ impl Drain {
 
     pub fn cpu_seconds_per_100k(&self) -> f64 {
         self.cost.cpu_seconds * 100_000.0 / self.rate.events as f64
+    }
+
+    pub fn server_cpu_seconds_per_100k(&self) -> f64 {
+        self.server_cpu_seconds * 100_000.0 / self.rate.events as f64
     }
 }
 
@@ -87,9 +97,14 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
     if let Some(dynamo) = &dynamo {
         env.extend(dynamo.worker_env("bench-notifications"));
     }
-    let sockudo = (delivery != Delivery::Off).then(Sockudo::start);
+    let sockudo = (delivery == Delivery::Pusher).then(Sockudo::start);
     if let Some(sockudo) = &sockudo {
         env.extend(sockudo.worker_env(PUSHER_CHANNEL));
+    }
+    if delivery == Delivery::Announce {
+        // Any channel makes the store stage announce, and the job is the same for all; the
+        // `nats` channel needs no server of its own (no delivery stage runs here anyway).
+        env.push(("REALTIME_NATS_SUBJECT", ANNOUNCE_SUBJECT.to_owned()));
     }
     let setup = drained_worker(dir.path(), &env).arg("setup").output().unwrap();
     assert!(
@@ -135,6 +150,9 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
     let js = setup.nats.jetstream().await;
     publish_backlog(&js, events).await;
     let mut consumer = worker_consumer(&js).await;
+    let server_cpu = || setup.nats.pid().map_or(0.0, |pid| process::cost(pid).cpu_seconds);
+    // The backlog's publishing is not the drain's: count the server's CPU from here.
+    let server_cpu_before = server_cpu();
 
     let started = Instant::now();
     // Info logs are written as in production (one line per event), to /dev/null.
@@ -172,6 +190,7 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
     }
     let took = started.elapsed();
     let cost = process::cost(child.id());
+    let server_cpu_seconds = server_cpu() - server_cpu_before;
     let deliveries = match &setup.sockudo {
         Some(sockudo) if delivery == Delivery::Pusher => {
             wait_for_deliveries(&js, events, sockudo).await;
@@ -189,6 +208,7 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
     Drain {
         rate: Rate { events, took },
         cost,
+        server_cpu_seconds,
         deliveries,
     }
 }

@@ -2,7 +2,7 @@
 //! stream. Each kind has its own message id, which receivers deduplicate on.
 
 use crate::domain::{FeedItem, Notification, Version};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// What happened to a notification. The same three on every channel, under each channel's
 /// own name (see [`JobKind::realtime_event`] and [`JobKind::webhook_type`]).
@@ -42,17 +42,138 @@ impl JobKind {
             JobKind::Removed => "notification.removed",
         }
     }
+
+    /// The outbox subject of this kind's jobs ([`SUBJECT_PREFIX`] and the kind). Static:
+    /// the store stage publishes one job per new notification, and NATS takes a static
+    /// subject without copying it.
+    pub fn subject(self) -> &'static str {
+        match self {
+            JobKind::Created => "deliveries.created",
+            JobKind::Updated => "deliveries.updated",
+            JobKind::Removed => "deliveries.removed",
+        }
+    }
 }
 
 /// A notification as a created or updated job carries it: the stored attributes and the
-/// version they are at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// version they are at, in one JSON object (see [`NoticeFields`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Notice {
     #[serde(flatten)]
     pub item: FeedItem,
     /// The notification's version (decimal digits; larger is newer). A string: it does not
     /// fit a JavaScript number.
     pub version: String,
+}
+
+impl Serialize for Notice {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NoticeFields::from_item(&self.item, &self.version).serialize(serializer)
+    }
+}
+
+/// A notice as it is written: [`FeedItem`]'s attributes in its order, then the version, all
+/// borrowed. What `#[serde(flatten)]` wrote, without its cost: a flattened struct goes
+/// through serde's map machinery, and the store stage writes a notice for every new
+/// notification before it acks the event; it writes this straight from the
+/// [`Notification`], with no owned [`FeedItem`] in between. A unit test checks that the
+/// bytes are those the flattened struct wrote (and so that no attribute is missing).
+#[derive(Serialize)]
+struct NoticeFields<'a> {
+    owner: &'a str,
+    action_key: &'a str,
+    id: &'a str,
+    userid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    userpic: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    userbio: Option<&'a str>,
+    action: i64,
+    resource_type: &'a str,
+    resource_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    excerpt: Option<&'a str>,
+    read_status: bool,
+    created_at: &'a str,
+    version: &'a str,
+}
+
+impl<'a> NoticeFields<'a> {
+    fn from_item(item: &'a FeedItem, version: &'a str) -> NoticeFields<'a> {
+        NoticeFields {
+            owner: &item.owner,
+            action_key: &item.action_key,
+            id: &item.id,
+            userid: &item.userid,
+            username: item.username.as_deref(),
+            userpic: item.userpic.as_deref(),
+            userbio: item.userbio.as_deref(),
+            action: item.action,
+            resource_type: &item.resource_type,
+            resource_id: &item.resource_id,
+            excerpt: item.excerpt.as_deref(),
+            read_status: item.read_status,
+            created_at: &item.created_at,
+            version,
+        }
+    }
+}
+
+/// A job's body as it is written, borrowed: the same adjacently tagged object as [`Job`].
+#[derive(Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+enum JobBody<'a> {
+    Created(NoticeFields<'a>),
+    Updated(NoticeFields<'a>),
+    Removed(&'a Removal),
+}
+
+/// A `created` job as the store stage announces it: its message id and its body, written
+/// straight from the stored notification (the same bytes as [`Job::created`]'s
+/// [`Job::to_bytes`]).
+pub struct Announcement {
+    /// The notification's id, which is the job's message id.
+    pub message_id: String,
+    pub body: bytes::Bytes,
+}
+
+impl Announcement {
+    pub fn created(notification: &Notification, version: Version) -> Announcement {
+        let mut id = uuid::Uuid::encode_buffer();
+        let id: &str = notification.id.hyphenated().encode_lower(&mut id);
+        let created_at = notification.created_at.to_rfc3339();
+        let version = version.to_number().to_string();
+        let body = JobBody::Created(NoticeFields {
+            owner: notification.owner.as_str(),
+            action_key: notification.action_key.as_str(),
+            id,
+            userid: notification.trigger_user.as_str(),
+            username: notification.username.as_deref(),
+            userpic: notification.user_picture.as_deref(),
+            userbio: notification.user_bio.as_deref(),
+            action: i64::from(notification.action.code()),
+            resource_type: notification.resource_type.as_str(),
+            resource_id: notification.resource_id.as_str(),
+            excerpt: notification.excerpt.as_deref(),
+            read_status: notification.read_status,
+            created_at: &created_at,
+            version: &version,
+        });
+        Announcement {
+            message_id: id.to_owned(),
+            body: to_bytes(&body),
+        }
+    }
+}
+
+/// A job's JSON. Most bodies are a few hundred bytes: one allocation of this size is
+/// usually enough.
+fn to_bytes(body: &JobBody<'_>) -> bytes::Bytes {
+    let mut buffer = Vec::with_capacity(512);
+    serde_json::to_writer(&mut buffer, body).expect("a job serializes");
+    buffer.into()
 }
 
 /// What a removed job says: which notification is gone, and the version of the remove.
@@ -68,13 +189,19 @@ pub struct Removal {
     pub created_job: Option<u64>,
 }
 
-/// One outbox message's body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One outbox message's body (written as [`JobBody`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum Job {
     Created(Notice),
     Updated(Notice),
     Removed(Removal),
+}
+
+impl Serialize for Job {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.body().serialize(serializer)
+    }
 }
 
 /// A removal as receivers see it: without the outbox bookkeeping.
@@ -155,8 +282,16 @@ impl Job {
         }
     }
 
-    pub fn subject(&self) -> String {
-        format!("{SUBJECT_PREFIX}{}", self.kind().as_str())
+    pub fn subject(&self) -> &'static str {
+        self.kind().subject()
+    }
+
+    fn body(&self) -> JobBody<'_> {
+        match self {
+            Job::Created(notice) => JobBody::Created(NoticeFields::from_item(&notice.item, &notice.version)),
+            Job::Updated(notice) => JobBody::Updated(NoticeFields::from_item(&notice.item, &notice.version)),
+            Job::Removed(removal) => JobBody::Removed(removal),
+        }
     }
 
     /// What realtime clients (Pusher, NATS) get as the event's data: the attributes the
@@ -186,7 +321,7 @@ impl Job {
     }
 
     pub fn to_bytes(&self) -> bytes::Bytes {
-        serde_json::to_vec(self).expect("a job serializes").into()
+        to_bytes(&self.body())
     }
 
     pub fn parse(body: &[u8]) -> Result<Job, String> {
@@ -219,6 +354,101 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Change, Decision, EventPolicy, Timestamp, parse_event};
+
+    /// How jobs were written before [`NoticeFields`]: with `#[serde(flatten)]`.
+    #[derive(Serialize)]
+    #[serde(tag = "type", content = "data", rename_all = "snake_case")]
+    enum FlattenedJob {
+        Created(FlattenedNotice),
+        Updated(FlattenedNotice),
+        Removed(Removal),
+    }
+
+    #[derive(Serialize)]
+    struct FlattenedNotice {
+        #[serde(flatten)]
+        item: FeedItem,
+        version: String,
+    }
+
+    fn flattened(job: &Job) -> String {
+        let notice = |notice: &Notice| FlattenedNotice {
+            item: notice.item.clone(),
+            version: notice.version.clone(),
+        };
+        let job = match job {
+            Job::Created(n) => FlattenedJob::Created(notice(n)),
+            Job::Updated(n) => FlattenedJob::Updated(notice(n)),
+            Job::Removed(removal) => FlattenedJob::Removed(removal.clone()),
+        };
+        serde_json::to_string(&job).unwrap()
+    }
+
+    fn text(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    fn notification(body: &str) -> Notification {
+        let policy = EventPolicy {
+            allow_http_pictures: false,
+            now: Timestamp::from_unix(1_765_318_000).unwrap(),
+        };
+        match parse_event("notifications.post.like", body.as_bytes(), &policy) {
+            Ok((_, Decision::Apply(Change::Create(notification)))) => notification,
+            Ok(_) => panic!("not a create: {body}"),
+            Err(rejection) => panic!("{}: {body}", rejection.message),
+        }
+    }
+
+    #[test]
+    fn jobs_are_written_byte_for_byte_as_the_flattened_notice_wrote_them() {
+        let every_attribute = notification(
+            r#"{"owner":"user-1","trigger_user":"user-2","resource_type":"POST","resource_id":"post-3",
+                "username":"Zoë \"Z\" Ünal 🎉","user_picture":"https://example.com/p.png",
+                "user_bio":"line\nbreak \\ back\/slash","excerpt":"<b>bold</b> & \u00e9 \u2028",
+                "action":1,"created_at":1765318000}"#,
+        );
+        let fewest = notification(
+            r#"{"owner":"user.1","trigger_user":"user-2","action":1,"resource_type":"POST","resource_id":"post-3"}"#,
+        );
+        let version = Version::new(1_765_318_000_123_456, 42).unwrap();
+        for notification in [every_attribute, fewest] {
+            let created = Job::created(&notification, version);
+            let written = created.to_bytes();
+            assert_eq!(text(&written), flattened(&created));
+            let announced = Announcement::created(&notification, version);
+            assert_eq!(text(&announced.body), text(&written));
+            assert_eq!(announced.message_id, created.message_id());
+            assert_eq!(Job::parse(&written).unwrap(), created);
+
+            let Job::Created(notice) = created else {
+                unreachable!()
+            };
+            let updated = Job::Updated(notice);
+            assert_eq!(text(&updated.to_bytes()), flattened(&updated));
+            // to_value goes through the same Serialize: receivers' data is unchanged too.
+            assert_eq!(
+                updated.full_data(),
+                serde_json::from_str::<serde_json::Value>(&flattened(&updated)).unwrap()["data"]
+            );
+        }
+        for created_job in [Some(7), None] {
+            let removed = Job::removed("user-1", "k", "id-1", version, created_job);
+            assert_eq!(text(&removed.to_bytes()), flattened(&removed));
+        }
+    }
+
+    #[test]
+    fn each_kind_has_a_subject_under_the_outbox_filter() {
+        for kind in JobKind::ALL {
+            assert_eq!(kind.subject(), format!("{SUBJECT_PREFIX}{}", kind.as_str()));
+            assert!(
+                kind.subject()
+                    .starts_with(super::super::outbox::OUTBOX_FILTER.trim_end_matches('>'))
+            );
+        }
+    }
 
     #[test]
     fn each_kind_has_its_own_message_id() {

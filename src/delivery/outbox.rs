@@ -19,7 +19,7 @@
 //! A repeated event (another message, another sequence) is a duplicate for the store, so it
 //! announces nothing.
 
-use super::job::Job;
+use super::job::{Announcement, Job, JobKind};
 use crate::domain::{Change, Version};
 use crate::store::{Applied, Report};
 use crate::telemetry::metrics::Metrics;
@@ -83,25 +83,28 @@ impl Announcer {
         report: &Report,
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let job = match (report.applied, change, &report.ended) {
-            (Applied::Created, Change::Create(notification), _) => Job::created(notification, version),
+        let (kind, message_id, body) = match (report.applied, change, &report.ended) {
+            (Applied::Created, Change::Create(notification), _) => {
+                // Written straight from the notification: this runs for every new one.
+                let Announcement { message_id, body } = Announcement::created(notification, version);
+                (JobKind::Created, message_id, body)
+            }
             (Applied::Removed, Change::Remove { owner, action_key }, Some(ended)) => {
                 let created_job = self.claim_created(&ended.id, shutdown).await?;
-                Job::removed(
+                let job = Job::removed(
                     owner.as_str(),
                     action_key.as_str(),
                     &ended.id,
                     version,
                     created_job,
-                )
+                );
+                (job.kind(), job.message_id(), job.to_bytes())
             }
             _ => return Ok(()),
         };
-        let stored = self
-            .publish(&job.subject(), &job.message_id(), job.to_bytes(), shutdown)
-            .await?;
+        let stored = self.publish(kind.subject(), &message_id, body, shutdown).await?;
         if stored.is_some() {
-            self.metrics.outbox_published(job.kind().as_str());
+            self.metrics.outbox_published(kind.as_str());
         }
         Ok(())
     }
@@ -124,7 +127,7 @@ impl Announcer {
     /// (it must never stop storing): the job is counted as lost and logged.
     async fn publish(
         &self,
-        subject: &str,
+        subject: &'static str,
         message_id: &str,
         body: bytes::Bytes,
         shutdown: &CancellationToken,
@@ -136,7 +139,7 @@ impl Announcer {
                 .message_id(message_id);
             let sent = async {
                 self.js
-                    .send_publish(subject.to_owned(), message)
+                    .send_publish(subject, message)
                     .await
                     .map_err(|error| (error.kind(), error.to_string()))?
                     .await
