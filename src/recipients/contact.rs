@@ -156,7 +156,9 @@ impl TargetKey {
                 token.to_owned()
             }
             PushKind::Fcm => return Err("an FCM token holds only letters, digits and _ - : .".into()),
-            PushKind::Apns if token.len() % 2 == 0 && token.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            PushKind::Apns
+                if token.len().is_multiple_of(2) && token.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
                 token.to_ascii_lowercase()
             }
             PushKind::Apns => return Err("an APNs device token is hex digits, an even number of them".into()),

@@ -53,6 +53,8 @@ pub struct Upsert {
     pub preferences: Vec<(PreferenceChannel, EventTypeName, Option<Mode>)>,
 }
 
+type JsonObject = Map<String, Value>;
+
 /// A field as sent: absent, or present with a value (`null` included, unlike `Option`).
 #[derive(Default)]
 enum Given {
@@ -214,7 +216,7 @@ fn parse_preferences(
 fn parse_target_key<'a>(
     raw: &'a RawRecipientEvent,
     policy: &RecipientPolicy,
-) -> Result<(TargetKey, Option<&'a Map<String, Value>>), Rejection> {
+) -> Result<(TargetKey, Option<&'a JsonObject>), Rejection> {
     let kind = PushKind::parse(required_str(&raw.kind, "kind")?)
         .map_err(|problem| Rejection::invalid("kind", problem))?;
     match (kind, &raw.token, &raw.subscription) {
