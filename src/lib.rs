@@ -7,6 +7,8 @@
 //!   reason codes, the stored notification and its action key. No NATS or AWS types.
 //! - [`processing`]: per-key ordering, retries, outcomes, acknowledgement after durability.
 //! - [`store`]: the [`store::NotificationStore`] contract, SQLite and DynamoDB.
+//! - [`recipients`]: the recipient directory's domain — email, locale, push targets and
+//!   preferences per owner, their versioned events, and which mode a channel uses.
 //! - [`delivery`]: telling people — the outbox the store stage announces to, one consumer
 //!   stage per channel, and one file per channel (Pusher, NATS, webhooks).
 //!
@@ -21,5 +23,6 @@ pub mod domain;
 pub mod http;
 pub mod input;
 pub mod processing;
+pub mod recipients;
 pub mod store;
 pub mod telemetry;

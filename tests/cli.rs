@@ -35,6 +35,7 @@ fn a_bad_setting_exits_2_with_one_line_naming_it() {
         ("LOG_LEVEL", "info,=[bad"),
         ("NATS_URL", "nats://a:4222,,"),
         ("NOTIF_TOMBSTONE_TTL", "a week"),
+        ("NOTIFY_DEFAULTS", "email=sometimes"),
     ];
     for (variable, value) in cases {
         let output = run_with(&[(variable, value.to_string())], &["run"]);

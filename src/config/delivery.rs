@@ -8,6 +8,7 @@ use crate::delivery::nats::NatsRealtimeSettings;
 use crate::delivery::pusher::PusherSettings;
 use crate::delivery::template::{NameKind, OwnerTemplate};
 use crate::delivery::webhook::WebhookSettings;
+use crate::recipients::{DEFAULT_NOTIFY_DEFAULTS, NotifyDefaults};
 use clap::Args;
 use std::time::Duration;
 
@@ -52,6 +53,22 @@ pub struct RawDelivery {
     /// Sends in flight at once, per channel.
     #[arg(long, env = "DELIVERY_CONCURRENCY", default_value = "32", global = true)]
     pub delivery_concurrency: String,
+    /// Delivery modes for people who chose none: CHANNEL[.EVENT_TYPE]=instant|digest|off, comma-separated
+    /// (channels email, push, webpush, fcm, apns; e.g. email=digest,push=instant,email.reply.post=instant).
+    #[arg(long, env = "NOTIFY_DEFAULTS", default_value = DEFAULT_NOTIFY_DEFAULTS, global = true)]
+    pub notify_defaults: String,
+}
+
+/// `NOTIFY_DEFAULTS`: what each channel does for people who set no preference.
+pub fn parse_notify_defaults(value: &str) -> Result<NotifyDefaults, ConfigError> {
+    NotifyDefaults::parse(value).map_err(|problem| {
+        bad(
+            "NOTIFY_DEFAULTS",
+            value,
+            problem,
+            "email=digest,push=instant,email.reply.post=instant",
+        )
+    })
 }
 
 fn given(value: &Option<String>) -> Option<&str> {
@@ -249,6 +266,7 @@ impl Default for RawDelivery {
             webhook_timeout: "5s".into(),
             delivery_max_attempts: "10".into(),
             delivery_concurrency: "32".into(),
+            notify_defaults: DEFAULT_NOTIFY_DEFAULTS.into(),
         }
     }
 }

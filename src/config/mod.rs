@@ -241,6 +241,9 @@ pub struct Config {
     pub tombstone_ttl: Duration,
     /// The delivery channels turned on, and their settings.
     pub delivery: crate::delivery::DeliverySettings,
+    /// `NOTIFY_DEFAULTS`: email and push modes for people who chose none (issue 10; not
+    /// used by the worker yet).
+    pub notify_defaults: crate::recipients::NotifyDefaults,
 }
 
 /// `forever` as a duration: longer than any stream keeps anything.
@@ -330,6 +333,7 @@ impl Config {
                 value => parse_duration("NOTIF_TOMBSTONE_TTL", value, "30d")?,
             },
             delivery: delivery::parse(&raw.delivery, environment)?,
+            notify_defaults: delivery::parse_notify_defaults(&raw.delivery.notify_defaults)?,
         })
     }
 }
@@ -539,6 +543,31 @@ mod tests {
             notif_tombstone_ttl: "30d".into(),
             delivery: delivery::RawDelivery::default(),
         }
+    }
+
+    #[test]
+    fn notify_defaults_are_typed_and_a_bad_one_names_the_variable() {
+        use crate::recipients::{Channel, EventTypeName, Mode, NotifyDefaults, resolve_mode};
+        let mut settings = raw();
+        assert_eq!(
+            Config::from_raw(&settings).unwrap().notify_defaults,
+            NotifyDefaults::default()
+        );
+        settings.delivery.notify_defaults = "email=off,email.reply.post=instant".into();
+        let defaults = Config::from_raw(&settings).unwrap().notify_defaults;
+        let reply = EventTypeName::parse("reply.post").unwrap();
+        assert_eq!(
+            resolve_mode(&defaults, None, Channel::Email, &reply),
+            Mode::Instant
+        );
+        settings.delivery.notify_defaults = "email=sometimes".into();
+        let error = Config::from_raw(&settings).unwrap_err();
+        assert_eq!(error.variable, "NOTIFY_DEFAULTS");
+        let line = error.to_string();
+        assert!(
+            line.contains("not a mode") && line.contains("example: NOTIFY_DEFAULTS=email=digest"),
+            "{line}"
+        );
     }
 
     #[test]
