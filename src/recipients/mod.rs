@@ -7,16 +7,19 @@
 //!   when it is built;
 //! - the events of stream `RECIPIENTS` ([`parse_recipient_event`]), validated like
 //!   notification events, with the same reason codes;
-//! - one owner's [`Recipient`] record and its versioned, order-independent merge;
+//! - one owner's [`Recipient`] record and its versioned, order-independent merge, and its
+//!   storage form ([`Recipient::to_stored`]);
 //! - `NOTIFY_DEFAULTS` ([`NotifyDefaults`]) and [`resolve_mode`], the one place that decides
 //!   a channel's mode for a person and an event type.
 //!
-//! Storage, the stream's consumer, the CLI and the channels come in later steps.
+//! The stores that keep the records are in [`crate::store`]; the stream's consumer, the
+//! CLI and the channels come in later steps.
 
 mod contact;
 mod event;
 mod preferences;
 mod record;
+mod stored;
 mod vocabulary;
 
 pub use contact::{Email, Locale, PushKind, PushTarget, TargetKey, WebPushKeys};

@@ -40,15 +40,15 @@ pub enum Applied {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
-    owner: Id,
+    pub(super) owner: Id,
     /// The newest `recipients.remove`: every field must be newer than this.
-    removed: Option<Version>,
+    pub(super) removed: Option<Version>,
     /// `None` inside: cleared (by `null`) at that version.
-    email: Option<Versioned<Option<Email>>>,
-    locale: Option<Versioned<Option<Locale>>>,
+    pub(super) email: Option<Versioned<Option<Email>>>,
+    pub(super) locale: Option<Versioned<Option<Locale>>>,
     /// `None` inside: back to the defaults at that version.
-    preferences: BTreeMap<(PreferenceChannel, EventTypeName), Versioned<Option<Mode>>>,
-    push_targets: BTreeMap<TargetKey, Versioned<TargetState>>,
+    pub(super) preferences: BTreeMap<(PreferenceChannel, EventTypeName), Versioned<Option<Mode>>>,
+    pub(super) push_targets: BTreeMap<TargetKey, Versioned<TargetState>>,
 }
 
 impl Recipient {
