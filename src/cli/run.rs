@@ -5,7 +5,7 @@ use crate::delivery::{self, Announcer, StageOptions};
 use crate::http::{self, HttpState};
 use crate::input::{self, DeadLetters, Source};
 use crate::processing::{self, Observers, WorkerSettings};
-use crate::store::{AnyStore, NotificationStore};
+use crate::store::{AnyRecipientStore, AnyStore, NotificationStore, RecipientStore};
 use crate::telemetry::readiness::Readiness;
 use anyhow::Context;
 use async_nats::jetstream::consumer::PullConsumer;
@@ -138,6 +138,13 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     // in development only; in production that is `setup`'s job.
     if config.environment == Environment::Development || store.is_embedded() {
         store.setup().await.context("cannot prepare the store")?;
+        // The recipient directory's table, beside the notifications (nothing in the worker
+        // reads or writes it yet; the RECIPIENTS consumer will).
+        AnyRecipientStore::open(&config.store)
+            .await?
+            .setup()
+            .await
+            .context("cannot prepare the recipient directory")?;
     } else if let Err(error) = store.probe().await
         && error.configuration
     {

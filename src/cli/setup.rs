@@ -3,7 +3,7 @@
 use crate::config::{Config, NatsMode};
 use crate::delivery;
 use crate::input;
-use crate::store::{AnyStore, NotificationStore};
+use crate::store::{AnyRecipientStore, AnyStore, NotificationStore, RecipientStore};
 
 pub async fn setup(config: &Config) -> anyhow::Result<()> {
     if config.nats.mode == NatsMode::JetStream {
@@ -41,5 +41,8 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
     let store = AnyStore::open(&config.store).await?;
     store.setup().await?;
     println!("store ready: {}", store.describe());
+    let recipients = AnyRecipientStore::open(&config.store).await?;
+    recipients.setup().await?;
+    println!("recipient directory ready: {}", recipients.describe());
     Ok(())
 }

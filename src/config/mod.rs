@@ -120,6 +120,15 @@ pub struct RawSettings {
         help_heading = heading::STORE
     )]
     pub notif_table_name: String,
+    /// DynamoDB table of the recipient directory (key owner).
+    #[arg(
+        long,
+        env = "NOTIF_RECIPIENTS_TABLE",
+        default_value = "exobook-notification-recipients",
+        global = true,
+        help_heading = heading::STORE
+    )]
+    pub notif_recipients_table: String,
     /// AWS region of the DynamoDB table.
     #[arg(
         long,
@@ -368,16 +377,34 @@ fn parse_store(raw: &RawSettings, environment: Environment) -> Result<StoreSetti
         }
         "dynamodb" => {
             let table = &raw.notif_table_name;
-            let table_ok = (3..=255).contains(&table.len())
-                && table
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !table_ok {
+            let recipients_table = &raw.notif_recipients_table;
+            for (name, value, example) in [
+                ("NOTIF_TABLE_NAME", table, "exobook-notifications"),
+                (
+                    "NOTIF_RECIPIENTS_TABLE",
+                    recipients_table,
+                    "exobook-notification-recipients",
+                ),
+            ] {
+                let table_ok = (3..=255).contains(&value.len())
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if !table_ok {
+                    return Err(bad(
+                        name,
+                        value,
+                        "must be 3 to 255 of a-z, A-Z, 0-9, '_', '-', '.'",
+                        example,
+                    ));
+                }
+            }
+            if recipients_table == table {
                 return Err(bad(
-                    "NOTIF_TABLE_NAME",
-                    table,
-                    "must be 3 to 255 of a-z, A-Z, 0-9, '_', '-', '.'",
-                    "exobook-notifications",
+                    "NOTIF_RECIPIENTS_TABLE",
+                    recipients_table,
+                    "must not be the notifications table (NOTIF_TABLE_NAME): the API reads that table by owner",
+                    "exobook-notification-recipients",
                 ));
             }
             let region = &raw.aws_region;
@@ -395,6 +422,7 @@ fn parse_store(raw: &RawSettings, environment: Environment) -> Result<StoreSetti
             }
             Ok(StoreSettings::DynamoDb(DynamoDbSettings {
                 table: table.clone(),
+                recipients_table: recipients_table.clone(),
                 region: region.clone(),
             }))
         }
@@ -532,6 +560,7 @@ mod tests {
             notif_sqlite_path: "./data/notifications.db".into(),
             notif_sqlite_wal_max: "64MiB".into(),
             notif_table_name: "exobook-notifications".into(),
+            notif_recipients_table: "exobook-notification-recipients".into(),
             aws_region: "ca-central-1".into(),
             environment: "development".into(),
             log_level: "info".into(),
@@ -628,6 +657,20 @@ mod tests {
             (|s| s.nats_url = "nats://a:4222,".into(), "NATS_URL"),
             (|s| s.nats_stream = "a.b".into(), "NATS_STREAM"),
             (|s| s.notif_store = Some("redis".into()), "NOTIF_STORE"),
+            (
+                |s| {
+                    s.notif_store = Some("dynamodb".into());
+                    s.notif_recipients_table = "a b".into();
+                },
+                "NOTIF_RECIPIENTS_TABLE",
+            ),
+            (
+                |s| {
+                    s.notif_store = Some("dynamodb".into());
+                    s.notif_recipients_table = s.notif_table_name.clone();
+                },
+                "NOTIF_RECIPIENTS_TABLE",
+            ),
             (|s| s.http_addr = "8080".into(), "HTTP_ADDR"),
             (
                 |s| s.notif_sqlite_wal_max = "16MiB".into(),

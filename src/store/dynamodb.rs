@@ -45,6 +45,8 @@ pub const OWNER_INDEX: &str = "OwnerIndex";
 #[derive(Debug, Clone)]
 pub struct DynamoDbSettings {
     pub table: String,
+    /// `NOTIF_RECIPIENTS_TABLE`: the recipient directory's own table.
+    pub recipients_table: String,
     pub region: String,
 }
 
@@ -65,6 +67,21 @@ const MAX_ROUNDS: usize = 10;
 /// busy server), and nothing else would delete it then.
 const RECHECK_AFTER: Duration = Duration::from_secs(30);
 
+/// The standard AWS chain for `region`, with explicit timeouts (see
+/// [`DynamoDbStore::connect`]); the recipient store uses the same.
+pub(super) async fn sdk_config(region: &str) -> aws_config::SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(15))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
 #[derive(Clone)]
 pub struct DynamoDbStore {
     client: Client,
@@ -79,17 +96,7 @@ impl DynamoDbStore {
     /// `AWS_ENDPOINT_URL_DYNAMODB` for a local endpoint), with explicit timeouts so that a
     /// hung connection becomes a retriable error instead of a stuck event.
     pub async fn connect(settings: &DynamoDbSettings) -> DynamoDbStore {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .operation_attempt_timeout(Duration::from_secs(5))
-            .operation_timeout(Duration::from_secs(15))
-            .build();
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(settings.region.clone()))
-            .timeout_config(timeouts)
-            .load()
-            .await;
-        DynamoDbStore::with_config(&config, &settings.table)
+        DynamoDbStore::with_config(&sdk_config(&settings.region).await, &settings.table)
     }
 
     /// A store on a client configured elsewhere (tests point it at a local endpoint).

@@ -1,17 +1,25 @@
 //! Where notifications are kept: one contract, [`NotificationStore`], and its two
 //! implementations. Store code knows nothing of NATS; it applies [`Change`]s and reads feeds.
+//! Beside them, in tables of its own, the recipient directory ([`RecipientStore`]).
 //!
-//! Every implementation must pass the shared suite in `tests/store_contract.rs`.
+//! Every implementation must pass the shared suite in `tests/store_contract.rs` (and
+//! `tests/recipient_contract.rs` for the directory).
 
 mod dynamodb;
 mod dynamodb_error;
 mod error;
+mod recipients;
+mod recipients_dynamodb;
+mod recipients_sqlite;
 mod sqlite;
 pub mod versioning;
 mod wal;
 
 pub use dynamodb::{DynamoDbSettings, DynamoDbStore};
 pub use error::{ErrorKind, StoreError};
+pub use recipients::{AnyRecipientStore, RecipientStore, Revised};
+pub use recipients_dynamodb::DynamoDbRecipientStore;
+pub use recipients_sqlite::SqliteRecipientStore;
 pub use sqlite::SqliteStore;
 pub use wal::{CheckpointCounts, DEFAULT_WAL_MAX, MIN_WAL_MAX, WalStats};
 

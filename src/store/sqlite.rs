@@ -238,7 +238,7 @@ impl SqliteStore {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     let connection = Connection::open(path).map_err(|error| {
         StoreError::new(
             ErrorKind::Systemic,
@@ -540,7 +540,7 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The one place SQLite errors are sorted into [`ErrorKind`]s.
-fn classify(error: rusqlite::Error) -> StoreError {
+pub(super) fn classify(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     let kind = match error.sqlite_error_code() {
         Some(DatabaseBusy | DatabaseLocked) => ErrorKind::Transient,
