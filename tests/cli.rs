@@ -573,3 +573,56 @@ async fn dlq_list_shows_bodies_as_they_are_and_numbers_as_numbers() {
     assert_eq!(letter["original_sequence"], 7, "{letter}");
     assert_eq!(letter["attempts"], 3, "{letter}");
 }
+
+/// `setup` creates the recipient directory beside the notifications, never in their table:
+/// table `recipients` in the SQLite file, and `NOTIF_RECIPIENTS_TABLE` on DynamoDB, which
+/// the recipient store can then write to and read from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_creates_the_recipient_directory_beside_the_notifications() {
+    use notification_worker::domain::{Id, Version};
+    use notification_worker::recipients::{Applied, Email, RecipientChange, Upsert};
+    use notification_worker::store::{DynamoDbRecipientStore, RecipientStore};
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    set_up(&nats, dir.path());
+    let tables: Vec<String> = sqlite(dir.path())
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        tables.iter().any(|name| name == "recipients") && tables.iter().any(|name| name == "notifications"),
+        "{tables:?}"
+    );
+
+    let dynalite = Dynalite::start();
+    let mut env = base_env(&nats, dir.path());
+    env.extend(dynalite.worker_env("cli-notifications"));
+    env.push(("NOTIF_RECIPIENTS_TABLE", "cli-recipients".into()));
+    let output = command(dir.path(), &env).arg("setup").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("recipient directory ready: dynamodb table cli-recipients"),
+        "{stdout}"
+    );
+    let store = DynamoDbRecipientStore::with_config(&dynalite.sdk_config().await, "cli-recipients");
+    let owner = Id::parse("owner", "user-1").unwrap();
+    let change = RecipientChange::Upsert(Upsert {
+        email: Some(Some(Email::parse("a@example.com").unwrap())),
+        ..Upsert::default()
+    });
+    let version = Version::new(1_764_000_000_000_000, 1).unwrap();
+    assert_eq!(
+        store.apply(&owner, &change, version).await.unwrap(),
+        Applied::Changed
+    );
+    let record = store.get(&owner).await.unwrap().unwrap();
+    assert_eq!(record.email().unwrap().as_str(), "a@example.com");
+}
