@@ -3,7 +3,7 @@
 use super::UsageError;
 use crate::config::Config;
 use crate::delivery::stage::REPLAY_PREFIX;
-use crate::input::{self, DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, dlq_header};
+use crate::input::{self, DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, RECIPIENTS_DLQ_STREAM, dlq_header};
 use anyhow::Context;
 use async_nats::jetstream::{self, stream::Stream};
 use clap::Subcommand;
@@ -52,6 +52,9 @@ pub enum DlqStream {
     /// Delivery jobs a channel gave up on (DELIVERIES_DLQ); `replay` sends each to its own
     /// channel only.
     Deliveries,
+    /// Recipient directory events the worker could not apply (RECIPIENTS_DLQ); `replay`
+    /// republishes each to stream RECIPIENTS with its original version.
+    Recipients,
 }
 
 impl DlqStream {
@@ -59,6 +62,7 @@ impl DlqStream {
         match self {
             DlqStream::Events => DLQ_STREAM,
             DlqStream::Deliveries => DELIVERIES_DLQ_STREAM,
+            DlqStream::Recipients => RECIPIENTS_DLQ_STREAM,
         }
     }
 }
@@ -99,7 +103,9 @@ pub async fn dlq(config: &Config, which: DlqStream, command: DlqCommand) -> anyh
     let js = jetstream::new(client);
     let name = which.name();
     let stream = js.get_stream(name).await.with_context(|| match which {
-        DlqStream::Events => format!("cannot read the dead-letter stream {name} (run `notification-worker setup`)"),
+        DlqStream::Events | DlqStream::Recipients => {
+            format!("cannot read the dead-letter stream {name} (run `notification-worker setup`)")
+        }
         DlqStream::Deliveries => format!(
             "cannot read the dead-letter stream {name} (it exists once `setup` or `run` has started a delivery channel)"
         ),
@@ -188,7 +194,7 @@ async fn replay(
         // A delivery job goes back to its own channel only (the other channels' consumers
         // skip it): its dead letter's subject names the channel.
         let target = match which {
-            DlqStream::Events => letter.subject.clone(),
+            DlqStream::Events | DlqStream::Recipients => letter.subject.clone(),
             DlqStream::Deliveries => match letter.channel.as_deref() {
                 Some(channel) => format!("{REPLAY_PREFIX}{channel}"),
                 None => {
@@ -206,7 +212,7 @@ async fn replay(
         // With the original's version: the worker applies the event as of when it was first
         // published, so a replayed like cannot undo the unlike that followed it.
         let mut headers = async_nats::HeaderMap::new();
-        if which == DlqStream::Events && !letter.original_version.is_empty() {
+        if which != DlqStream::Deliveries && !letter.original_version.is_empty() {
             headers.insert(dlq_header::ORIGINAL_VERSION, letter.original_version.as_str());
             if let Some(original) = letter.original_sequence {
                 headers.insert(dlq_header::ORIGINAL_SEQUENCE, original.to_string().as_str());

@@ -4,6 +4,7 @@ use super::UsageError;
 use crate::config::{Config, NatsMode};
 use crate::domain::SUBJECT_PREFIX;
 use crate::input;
+use crate::recipients::RECIPIENT_SUBJECTS;
 use anyhow::Context;
 use std::io::Read;
 
@@ -36,9 +37,21 @@ pub async fn publish(config: &Config, subject: String, event: &str, raw: bool) -
     Ok(())
 }
 
-/// The worker's stream takes `notifications.>` only: anything else would be stored by no
-/// stream (or by someone else's), which is a mistake on the command line.
+/// The worker's streams take `notifications.>` and the four recipient events only: anything
+/// else would be stored by no stream (or by someone else's), which is a mistake on the
+/// command line. `recipients.>` is checked exactly: stream RECIPIENTS would store
+/// `recipients.bogus`, but the worker would only dead-letter it.
 fn check_subject(subject: &str) -> Result<(), UsageError> {
+    if subject.starts_with("recipients.") {
+        return if RECIPIENT_SUBJECTS.contains(&subject) {
+            Ok(())
+        } else {
+            Err(UsageError(format!(
+                "subject {subject:?} is no recipient event: use one of {}",
+                RECIPIENT_SUBJECTS.join(", ")
+            )))
+        };
+    }
     let tokens_ok = subject
         .strip_prefix(SUBJECT_PREFIX)
         .is_some_and(|rest| rest.split('.').all(|token| !token.is_empty()));
@@ -47,7 +60,7 @@ fn check_subject(subject: &str) -> Result<(), UsageError> {
     } else {
         Err(UsageError(format!(
             "subject {subject:?} is not under {SUBJECT_PREFIX}: the worker's stream would not take it \
-             (example: notifications.post.like)"
+             (example: notifications.post.like), nor a recipient event (recipients.upsert, ...)"
         )))
     }
 }
@@ -78,7 +91,13 @@ mod tests {
     #[test]
     fn only_subjects_the_stream_takes() {
         assert!(check_subject("notifications.post.like").is_ok());
+        for subject in RECIPIENT_SUBJECTS {
+            assert!(check_subject(subject).is_ok(), "{subject}");
+        }
         for subject in [
+            "recipients.bogus",
+            "recipients.>",
+            "recipients.push",
             "orders.created",
             "notifications.",
             "notifications",

@@ -138,8 +138,8 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     // in development only; in production that is `setup`'s job.
     if config.environment == Environment::Development || store.is_embedded() {
         store.setup().await.context("cannot prepare the store")?;
-        // The recipient directory's table, beside the notifications (nothing in the worker
-        // reads or writes it yet; the RECIPIENTS consumer will).
+        // The recipient directory's table, beside the notifications (the RECIPIENTS
+        // consumer writes it).
         AnyRecipientStore::open(&config.store)
             .await?
             .setup()
@@ -155,9 +155,11 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     }
     let client = input::connect(&config.nats, "notification-worker").await?;
     let announces = !config.delivery.enabled().is_empty();
+    let mut recipient_sync = None;
     let (source, dead_letters, consumer_limits, consumer, outbox) = match config.nats.mode {
         NatsMode::JetStream => {
             let js = async_nats::jetstream::new(client.clone());
+            recipient_sync = recipient_source(&js, &config).await?;
             // The outbox: created here in development, by `setup` in production. A missing
             // one never stops storing (the announcer counts and logs what it cannot send).
             let outbox = if announces && config.environment == Environment::Development {
@@ -187,7 +189,12 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
                 outbox.map(|_| js),
             )
         }
-        NatsMode::Core => (Source::core(&client).await?, None, None, None, None),
+        NatsMode::Core => {
+            tracing::info!(
+                "the recipient directory is not synced: NATS_MODE=core has no stream RECIPIENTS (it needs JetStream)"
+            );
+            (Source::core(&client).await?, None, None, None, None)
+        }
     };
     let limits = store.limits(config.concurrency);
     let settings = WorkerSettings {
@@ -272,6 +279,10 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     }
 
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let recipient_task = match recipient_sync {
+        Some(sync) => Some(start_recipient_sync(sync, &config, &observers, shutdown.clone()).await?),
+        None => None,
+    };
     processing::run(
         source,
         Arc::clone(&store),
@@ -282,6 +293,9 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     )
     .await;
 
+    if let Some(task) = recipient_task {
+        let _ = task.await;
+    }
     delivery_shutdown.cancel();
     for stage in delivery_stages {
         let _ = stage.await;
@@ -298,6 +312,84 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     close(store).await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// What the recipient directory's sync reads: the `RECIPIENTS` consumer and its dead
+/// letters.
+struct RecipientSource {
+    source: Source,
+    dead_letters: DeadLetters,
+    limits: input::ConsumerLimits,
+}
+
+/// The `RECIPIENTS` consumer, or `None` when a production deployment has no such stream.
+///
+/// The stream is created here in development only, like the outbox; in production it is
+/// `setup`'s. A deployment from before the directory existed has no stream: the worker says
+/// once that the directory is not synced and stores notifications exactly as before.
+async fn recipient_source(
+    js: &async_nats::jetstream::Context,
+    config: &Config,
+) -> anyhow::Result<Option<RecipientSource>> {
+    let stream = if config.environment == Environment::Development {
+        input::ensure_recipients_stream(js).await?
+    } else {
+        match input::existing_stream(js, input::RECIPIENTS_STREAM).await? {
+            Some(stream) => stream,
+            None => {
+                tracing::info!(
+                    stream = input::RECIPIENTS_STREAM,
+                    "the recipient directory is not synced: stream RECIPIENTS does not exist \
+                     (run `notification-worker setup` to create it); notifications are stored as before"
+                );
+                return Ok(None);
+            }
+        }
+    };
+    let (consumer, limits) = input::ensure_consumer_on(
+        &stream,
+        input::RECIPIENTS_CONSUMER,
+        crate::recipients::RECIPIENTS_SUBJECT_FILTER,
+    )
+    .await?;
+    let dead_letters = DeadLetters::for_recipients(js, &config.dead_letters).await?;
+    let source = Source::jetstream(consumer, stream.cached_info().created)?;
+    Ok(Some(RecipientSource {
+        source,
+        dead_letters,
+        limits,
+    }))
+}
+
+/// Starts the recipient directory's sync beside the notifications, until `shutdown`.
+async fn start_recipient_sync(
+    sync: RecipientSource,
+    config: &Config,
+    observers: &Observers,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let store = Arc::new(AnyRecipientStore::open(&config.store).await?);
+    tracing::info!(
+        stream = input::RECIPIENTS_STREAM,
+        consumer = input::RECIPIENTS_CONSUMER,
+        directory = %store.describe(),
+        "recipient directory synced from stream RECIPIENTS"
+    );
+    let settings = processing::RecipientSyncSettings {
+        in_flight: processing::RECIPIENT_IN_FLIGHT,
+        ack_wait: sync.limits.ack_wait,
+        max_deliveries: sync.limits.max_deliveries,
+        allow_http_endpoints: config.environment == Environment::Development,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    Ok(tokio::spawn(processing::run_recipient_sync(
+        sync.source,
+        store,
+        sync.dead_letters,
+        Arc::clone(&observers.metrics),
+        settings,
+        shutdown,
+    )))
 }
 
 /// A tombstone must outlive every event older than its remove that can still arrive: one

@@ -15,6 +15,18 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
         println!("consumer {} ready", config.nats.consumer);
         input::DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
         println!("dead-letter stream {} ready", input::DLQ_STREAM);
+        // The recipient directory's events (issue 10), with their own dead letters.
+        let recipients = input::ensure_recipients_stream(&js).await?;
+        println!("stream {} ready", input::RECIPIENTS_STREAM);
+        input::ensure_consumer_on(
+            &recipients,
+            input::RECIPIENTS_CONSUMER,
+            crate::recipients::RECIPIENTS_SUBJECT_FILTER,
+        )
+        .await?;
+        println!("consumer {} ready", input::RECIPIENTS_CONSUMER);
+        input::DeadLetters::for_recipients(&js, &config.dead_letters).await?;
+        println!("dead-letter stream {} ready", input::RECIPIENTS_DLQ_STREAM);
         // The delivery stage's streams and consumers, only for the channels configured: with
         // none, nothing of it exists.
         let channels = config.delivery.enabled();

@@ -11,6 +11,9 @@ use std::time::Duration;
 pub const DLQ_STREAM: &str = "NOTIFICATIONS_DLQ";
 pub const DLQ_PREFIX: &str = "dlq.";
 const DLQ_FILTER: &str = "dlq.notifications.>";
+/// Recipient events the worker will never apply: subjects `dlq.recipients.{event}`.
+pub const RECIPIENTS_DLQ_STREAM: &str = "RECIPIENTS_DLQ";
+const RECIPIENTS_DLQ_FILTER: &str = "dlq.recipients.>";
 /// Delivery jobs a channel gave up on: subjects `dlq.deliveries.{channel}`.
 pub const DELIVERIES_DLQ_STREAM: &str = "DELIVERIES_DLQ";
 const DELIVERIES_DLQ_FILTER: &str = "dlq.deliveries.>";
@@ -70,6 +73,22 @@ impl DeadLetters {
         Ok(DeadLetters {
             js: js.clone(),
             source_stream: source_stream.to_owned(),
+            max_age: (!max_age.is_zero()).then_some(max_age),
+            subject: None,
+        })
+    }
+
+    /// The dead letters of stream `RECIPIENTS` (stream `RECIPIENTS_DLQ`, subjects
+    /// `dlq.recipients.{event}`), created with `settings` when absent.
+    pub async fn for_recipients(
+        js: &jetstream::Context,
+        settings: &DeadLetterSettings,
+    ) -> anyhow::Result<DeadLetters> {
+        let stream = create_stream(js, RECIPIENTS_DLQ_STREAM, RECIPIENTS_DLQ_FILTER, settings).await?;
+        let max_age = stream.cached_info().config.max_age;
+        Ok(DeadLetters {
+            js: js.clone(),
+            source_stream: super::jetstream::RECIPIENTS_STREAM.to_owned(),
             max_age: (!max_age.is_zero()).then_some(max_age),
             subject: None,
         })

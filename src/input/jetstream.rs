@@ -39,11 +39,54 @@ pub struct ConsumerLimits {
     pub max_deliveries: u64,
 }
 
+/// The recipient directory's stream (issue 10): `recipients.>`, created by `setup` (and by
+/// `run` in development only).
+pub const RECIPIENTS_STREAM: &str = "RECIPIENTS";
+/// The store stage's durable consumer on [`RECIPIENTS_STREAM`].
+pub const RECIPIENTS_CONSUMER: &str = "notification-worker-recipients";
+
 pub async fn ensure_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<stream::Stream> {
+    ensure_stream_of(js, name, SUBJECT_FILTER).await
+}
+
+/// Stream [`RECIPIENTS_STREAM`], created like the notifications' stream when absent.
+pub async fn ensure_recipients_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    ensure_stream_of(
+        js,
+        RECIPIENTS_STREAM,
+        crate::recipients::RECIPIENTS_SUBJECT_FILTER,
+    )
+    .await
+}
+
+/// Stream `name` as it is, or `None` when the server has no such stream (a deployment that
+/// never ran the `setup` that creates it).
+pub async fn existing_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<Option<stream::Stream>> {
+    match js.get_stream(name).await {
+        Ok(stream) => Ok(Some(stream)),
+        // The server answered "stream not found": the only answer that means absent.
+        Err(error)
+            if matches!(
+                error.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref answer)
+                    if answer.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(format!("cannot read JetStream stream {name}"))),
+    }
+}
+
+async fn ensure_stream_of(
+    js: &jetstream::Context,
+    name: &str,
+    filter: &str,
+) -> anyhow::Result<stream::Stream> {
     // get_or_create leaves an existing stream exactly as it is.
     js.get_or_create_stream(stream::Config {
         name: name.to_owned(),
-        subjects: vec![SUBJECT_FILTER.to_owned()],
+        subjects: vec![filter.to_owned()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         max_age: STREAM_MAX_AGE,

@@ -9,10 +9,13 @@ mod jetstream;
 mod source;
 
 pub use connection::{connect, install_tls_provider};
-pub use dead_letter::{DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, DeadLetters, header as dlq_header};
+pub use dead_letter::{
+    DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, DeadLetters, RECIPIENTS_DLQ_STREAM, header as dlq_header,
+};
 pub use delivery::Delivery;
 pub use jetstream::{
-    ConsumerLimits, ConsumerRefused, ensure_consumer, ensure_consumer_on, ensure_stream, publish,
+    ConsumerLimits, ConsumerRefused, RECIPIENTS_CONSUMER, RECIPIENTS_STREAM, ensure_consumer,
+    ensure_consumer_on, ensure_recipients_stream, ensure_stream, existing_stream, publish,
     publish_with_headers,
 };
 pub use source::Source;

@@ -12,8 +12,8 @@
 //! - `NOTIFY_DEFAULTS` ([`NotifyDefaults`]) and [`resolve_mode`], the one place that decides
 //!   a channel's mode for a person and an event type.
 //!
-//! The stores that keep the records are in [`crate::store`]; the stream's consumer, the
-//! CLI and the channels come in later steps.
+//! The stores that keep the records are in [`crate::store`], and the stream's consumer in
+//! `crate::processing` (it needs NATS); the CLI and the channels come in later steps.
 
 mod contact;
 mod event;

@@ -24,6 +24,13 @@ pub const OUTCOMES: [&str; 3] = ["self_skipped", "invalid", "dead_lettered"];
 const CREATE_OUTCOMES: [&str; 3] = ["created", "duplicate", "superseded"];
 const REMOVE_OUTCOMES: [&str; 2] = ["removed", "absent"];
 
+/// The recipient directory's events (stream `RECIPIENTS`), counted in
+/// `notification_worker_recipient_events_total`; `other` is a subject no event has.
+pub const RECIPIENT_EVENT_TYPES: [&str; 5] = ["upsert", "push.add", "push.remove", "remove", "other"];
+/// What became of a recipient event: merged into the record, changing nothing, refused by
+/// the parser, or dead-lettered for another reason (store refusal, delivered too often).
+pub const RECIPIENT_OUTCOMES: [&str; 4] = ["applied", "unchanged", "invalid", "dead_lettered"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     event_type: &'static str,
@@ -129,6 +136,7 @@ pub struct Metrics {
     registry: Registry,
     delivery: DeliveryMetrics,
     events: Family<EventLabels, Counter>,
+    recipient_events: Family<EventLabels, Counter>,
     event_duration: Histogram,
     store_duration: Family<OperationLabels, Histogram>,
     store_errors: Family<KindLabels, Counter>,
@@ -292,6 +300,12 @@ impl Metrics {
             "Events settled, by event type and outcome",
             events.clone(),
         );
+        let recipient_events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "recipient_events",
+            "Recipient directory events (stream RECIPIENTS) settled, by event type and outcome",
+            recipient_events.clone(),
+        );
         let event_duration = latency_histogram();
         registry.register_with_unit(
             "event_duration",
@@ -364,6 +378,7 @@ impl Metrics {
             registry,
             delivery,
             events,
+            recipient_events,
             event_duration,
             store_duration,
             store_errors,
@@ -395,6 +410,19 @@ impl Metrics {
             };
             for outcome in store_outcomes.into_iter().chain(OUTCOMES) {
                 let _ = self.events.get_or_create(&EventLabels { event_type, outcome });
+            }
+        }
+        for event_type in RECIPIENT_EVENT_TYPES {
+            // A subject no event has is never applied: only refused.
+            let outcomes: &[&'static str] = if event_type == "other" {
+                &["invalid"]
+            } else {
+                &RECIPIENT_OUTCOMES
+            };
+            for outcome in outcomes {
+                let _ = self
+                    .recipient_events
+                    .get_or_create(&EventLabels { event_type, outcome });
             }
         }
         for operation in ["create", "remove"] {
@@ -478,6 +506,13 @@ impl Metrics {
             .get_or_create(&EventLabels { event_type, outcome })
             .inc();
         self.event_duration.observe(took.as_secs_f64());
+    }
+
+    /// One recipient event settled (see [`RECIPIENT_OUTCOMES`]).
+    pub fn recipient_event(&self, event_type: &'static str, outcome: &'static str) {
+        self.recipient_events
+            .get_or_create(&EventLabels { event_type, outcome })
+            .inc();
     }
 
     pub fn store_request(&self, operation: &'static str, took: Duration) {
