@@ -310,3 +310,43 @@ async fn publish_takes_the_four_recipient_subjects_only() {
     assert_eq!(bogus.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bogus.stderr).contains("recipients.upsert"));
 }
+
+/// A stored record that no longer reads back is a permanent store error: the event is
+/// dead-lettered (`store_rejected`), not retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_a_damaged_record_is_dead_lettered_as_store_rejected() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let _worker = Worker::start(dir.path(), &base_env(&nats, dir.path()));
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "recipients.upsert",
+        r#"{"owner":"user-9","email":"a@example.com"}"#,
+    )
+    .await;
+    eventually("user-9 stored", WITHIN, || async {
+        record(dir.path(), "user-9").await.is_some()
+    })
+    .await;
+    sqlite(dir.path())
+        .execute(
+            "UPDATE recipients SET record = 'not json' WHERE owner = 'user-9'",
+            [],
+        )
+        .unwrap();
+    let seq = publish(&js, "recipients.upsert", r#"{"owner":"user-9","locale":"fr"}"#).await;
+
+    eventually("a store_rejected dead letter", WITHIN, || async {
+        messages(&nats, "RECIPIENTS_DLQ").await.len() == 1
+    })
+    .await;
+    let letter = &messages(&nats, "RECIPIENTS_DLQ").await[0];
+    assert_eq!(header(letter, "Dlq-Reason"), "store_rejected");
+    assert!(
+        header(letter, "Dlq-Error").contains("user-9"),
+        "{}",
+        header(letter, "Dlq-Error")
+    );
+    assert_eq!(header(letter, "Dlq-Original-Sequence"), seq.to_string());
+}
