@@ -24,6 +24,9 @@ use tokio_util::task::TaskTracker;
 /// notifications; this keeps a burst (a bulk import) from taking all the store's capacity.
 pub const RECIPIENT_IN_FLIGHT: usize = 32;
 
+/// At shutdown, how long the last pull may stay silent before the sync stops reading it
+/// (as the notifications' loop does).
+const QUIET_PULL_AT_SHUTDOWN: Duration = Duration::from_millis(250);
 /// A store failure hands the event back after this when shutdown interrupts its retries.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 
@@ -132,9 +135,23 @@ pub async fn run_recipient_sync<S: RecipientStore>(
             }
         };
         pull_failures = 0;
-        // A pull ends by itself within its expiry; what it delivers during shutdown is
-        // still processed rather than left to time out.
-        while let Some(item) = futures::StreamExt::next(&mut deliveries).await {
+        // Read the pull to its end even during shutdown (what it delivers is processed
+        // rather than left to time out), unless it has gone quiet: then an idle worker stops
+        // at once instead of waiting for the pull to expire.
+        loop {
+            let next = futures::StreamExt::next(&mut deliveries);
+            let item = if shutdown.is_cancelled() {
+                match tokio::time::timeout(QUIET_PULL_AT_SHUTDOWN, next).await {
+                    Ok(item) => item,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    item = next => item,
+                    () = shutdown.cancelled() => continue,
+                }
+            };
+            let Some(item) = item else { break };
             match item {
                 Ok(delivery) => {
                     let permit = reserved
