@@ -93,6 +93,7 @@ fn help_lists_the_commands() {
         "setup",
         "publish",
         "feed",
+        "recipient",
         "NATS_URL",
         "NOTIF_STORE",
         "WORKER_CONCURRENCY",

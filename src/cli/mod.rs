@@ -1,9 +1,11 @@
-//! The command line: `run` (the default), `setup`, `publish`, `feed`.
+//! The command line: `run` (the default), `setup`, `publish`, `feed`, `dlq`, `deliver`,
+//! `recipient`.
 
 mod deliver;
 mod dlq;
 mod feed;
 mod publish;
+mod recipient;
 mod run;
 
 pub use run::{Stage, UsageError};
@@ -77,6 +79,12 @@ pub enum Command {
         #[command(subcommand)]
         command: deliver::DeliverCommand,
     },
+    /// Change the recipient directory (published to stream RECIPIENTS, like the
+    /// application's events) or show one entry with the modes that apply.
+    Recipient {
+        #[command(subcommand)]
+        command: recipient::RecipientCommand,
+    },
 }
 
 pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
@@ -87,6 +95,7 @@ pub async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Feed { owner, limit, json } => feed::feed(&config, &owner, limit, json).await,
         Command::Dlq { stream, command } => dlq::dlq(&config, stream, command).await,
         Command::Deliver { command } => deliver::deliver(&config, command).await,
+        Command::Recipient { command } => recipient::recipient(&config, command).await,
     }
 }
 
@@ -106,7 +115,16 @@ pub fn command() -> clap::Command {
     command.build();
     command.mut_subcommands(|subcommand| {
         let used = settings_used_by(subcommand.get_name());
-        hide_settings_except(subcommand, used)
+        let subcommand = hide_settings_except(subcommand, used);
+        if subcommand.get_name() == "recipient" {
+            // `show` reads the store; the others publish. Each shows only its own.
+            subcommand.mut_subcommands(|nested| {
+                let used = settings_used_by_recipient(nested.get_name());
+                hide_settings_except(nested, used)
+            })
+        } else {
+            subcommand
+        }
     })
 }
 
@@ -118,8 +136,19 @@ fn settings_used_by(command: &str) -> &'static [&'static str] {
         "publish" | "dlq" => &[GENERAL, NATS],
         "feed" => &[GENERAL, STORE],
         "deliver" => &[GENERAL, NATS, DELIVERY],
+        // Its commands narrow it further: see `settings_used_by_recipient`.
+        "recipient" => &[GENERAL, NATS, STORE, DELIVERY],
         // `run`, and anything new until it says otherwise.
         _ => &[GENERAL, NATS, STORE, WORKER, HTTP, DEAD_LETTERS, DELIVERY],
+    }
+}
+
+/// `recipient show` reads the store and `NOTIFY_DEFAULTS`; the others publish to NATS.
+fn settings_used_by_recipient(command: &str) -> &'static [&'static str] {
+    use heading::*;
+    match command {
+        "show" => &[GENERAL, STORE, DELIVERY],
+        _ => &[GENERAL, NATS],
     }
 }
 

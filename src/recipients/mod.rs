@@ -13,7 +13,8 @@
 //!   a channel's mode for a person and an event type.
 //!
 //! The stores that keep the records are in [`crate::store`], and the stream's consumer in
-//! `crate::processing` (it needs NATS); the CLI and the channels come in later steps.
+//! `crate::processing` (it needs NATS), the command line in `crate::cli` (`recipient`); the
+//! channels come in later steps.
 
 mod contact;
 mod event;
