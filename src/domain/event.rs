@@ -65,7 +65,7 @@ pub fn parse_event(
         ));
     }
     let event_type = EventType::for_subject(subject)?;
-    let raw = read_json(body)?;
+    let raw: RawEvent = read_json(body)?;
 
     let owner = Id::parse("owner", required_str(&raw.owner, "owner")?)?;
     let trigger_user = Id::parse("trigger_user", required_str(&raw.trigger_user, "trigger_user")?)?;
@@ -103,7 +103,8 @@ pub fn parse_event(
     Ok((event_type, Decision::Apply(change)))
 }
 
-fn read_json(body: &[u8]) -> Result<RawEvent, Rejection> {
+/// Reads a body that must be one JSON object (recipient events are read the same way).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
     // Structs also deserialize from JSON arrays; the contract says "a JSON object".
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {

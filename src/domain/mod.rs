@@ -11,6 +11,7 @@ mod notification;
 mod rejection;
 mod version;
 
+pub(crate) use event::read_json;
 pub use event::{Decision, EventPolicy, MAX_BODY_BYTES, parse_event};
 pub use event_type::{
     ACTIONS, Action, EventType, Operation, SUBJECT_FILTER, SUBJECT_PREFIX, SUBJECTS, event_type_label,

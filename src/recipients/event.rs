@@ -4,7 +4,7 @@
 
 use super::contact::{Email, Locale, PushKind, PushTarget, TargetKey, WebPushKeys};
 use super::vocabulary::{EventTypeName, Mode, PreferenceChannel, preview};
-use crate::domain::{Id, MAX_BODY_BYTES, Reason, Rejection};
+use crate::domain::{Id, MAX_BODY_BYTES, Reason, Rejection, read_json};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -112,7 +112,7 @@ pub fn parse_recipient_event(
             ),
         ));
     }
-    let raw = read_json(body)?;
+    let raw: RawRecipientEvent = read_json(body)?;
     let owner = Id::parse("owner", required_str(&raw.owner, "owner")?)?;
     let change = match subject {
         UPSERT => RecipientChange::Upsert(parse_upsert(&raw)?),
@@ -121,16 +121,6 @@ pub fn parse_recipient_event(
         _ => RecipientChange::Remove,
     };
     Ok(RecipientEvent { owner, change })
-}
-
-fn read_json(body: &[u8]) -> Result<RawRecipientEvent, Rejection> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Err(Rejection::new(Reason::InvalidJson, "body is not a JSON object"));
-    }
-    let body = std::str::from_utf8(body)
-        .map_err(|error| Rejection::new(Reason::InvalidJson, format!("body is not UTF-8: {error}")))?;
-    serde_json::from_str(body).map_err(|error| Rejection::new(Reason::InvalidJson, format!("body: {error}")))
 }
 
 fn required_str<'a>(given: &'a Given, field: &str) -> Result<&'a str, Rejection> {
