@@ -3,7 +3,7 @@
 //! revision column makes the writes of several connections (or processes) safe.
 
 use super::recipients::{RecipientStore, Revised, damaged};
-use super::sqlite::{classify, connect};
+use super::sqlite::{connect, on_connection};
 use super::{ErrorKind, StoreError};
 use crate::domain::Id;
 use crate::recipients::Recipient;
@@ -65,13 +65,7 @@ impl SqliteRecipientStore {
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&connection).map_err(classify)
-        })
-        .await
-        .map_err(|error| StoreError::new(ErrorKind::Transient, format!("sqlite task failed: {error}")))?
+        on_connection(&self.connection, work).await
     }
 }
 

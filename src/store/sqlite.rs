@@ -228,13 +228,7 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
-            let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&connection).map_err(classify)
-        })
-        .await
-        .map_err(|error| StoreError::new(ErrorKind::Transient, format!("reader task failed: {error}")))?
+        on_connection(&self.reader, work).await
     }
 }
 
@@ -540,6 +534,20 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The one place SQLite errors are sorted into [`ErrorKind`]s.
+/// Runs `work` on a shared connection off the async threads (SQLite calls block).
+pub(super) async fn on_connection<T: Send + 'static>(
+    connection: &Arc<Mutex<Connection>>,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let connection = Arc::clone(connection);
+    tokio::task::spawn_blocking(move || {
+        let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        work(&connection).map_err(classify)
+    })
+    .await
+    .map_err(|error| StoreError::new(ErrorKind::Transient, format!("sqlite task failed: {error}")))?
+}
+
 pub(super) fn classify(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     let kind = match error.sqlite_error_code() {
