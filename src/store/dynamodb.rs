@@ -24,6 +24,7 @@
 //! docs/reliability.md walks through the interleavings, each with its test.
 
 use super::dynamodb_error::{classify, endpoint_of};
+use super::dynamodb_table::{Table, client_without_retries};
 use super::versioning::{CreatePlan, Life, Remembers, plan_create, report_remove};
 use super::{Applied, Ended, ErrorKind, NotificationStore, Report, StoreError};
 use crate::domain::{Change, FeedItem, Id, Notification, Timestamp, Version};
@@ -32,9 +33,10 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ReturnValue, ScalarAttributeType,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -101,14 +103,10 @@ impl DynamoDbStore {
 
     /// A store on a client configured elsewhere (tests point it at a local endpoint).
     pub fn with_config(sdk_config: &aws_config::SdkConfig, table: &str) -> DynamoDbStore {
-        // No retries inside the SDK: the worker retries with its own backoff, and this store
-        // must know when a write may have landed without an answer (see `create`).
-        let config = aws_sdk_dynamodb::config::Builder::from(sdk_config)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build();
+        // This store must know when a write may have landed without an answer (see `create`).
         DynamoDbStore {
             endpoint: endpoint_of(sdk_config),
-            client: Client::from_conf(config),
+            client: client_without_retries(sdk_config),
             table: table.to_owned(),
             tombstone_ttl: super::DEFAULT_TOMBSTONE_TTL,
         }
@@ -132,27 +130,16 @@ impl DynamoDbStore {
         &self.table
     }
 
-    /// Ok(Some(true)) when the table and its index are ACTIVE, Ok(None) when absent.
-    async fn table_active(&self) -> Result<Option<bool>, StoreError> {
-        match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(output) => {
-                let Some(table) = output.table() else {
-                    return Ok(None);
-                };
-                let indexes_active = table
-                    .global_secondary_indexes()
-                    .iter()
-                    .all(|index| index.index_status() == Some(&IndexStatus::Active));
-                Ok(Some(
-                    table.table_status() == Some(&TableStatus::Active) && indexes_active,
-                ))
-            }
-            Err(error) if error.code() == Some("ResourceNotFoundException") => Ok(None),
-            Err(error) => Err(self.failed("DescribeTable", &error)),
+    fn table_handle(&self) -> Table<'_> {
+        Table {
+            client: &self.client,
+            name: &self.table,
+            endpoint: &self.endpoint,
         }
     }
 
-    async fn create_table(&self) -> Result<(), StoreError> {
+    /// The table: key (owner, action_key), and the index the API reads a feed through.
+    fn create_table(&self) -> CreateTableFluentBuilder {
         let key = |name: &str, kind: KeyType| {
             KeySchemaElement::builder()
                 .attribute_name(name)
@@ -174,10 +161,8 @@ impl DynamoDbStore {
             .projection(Projection::builder().projection_type(ProjectionType::All).build())
             .build()
             .expect("index fields set");
-        let created = self
-            .client
+        self.client
             .create_table()
-            .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
             .key_schema(key("owner", KeyType::Hash))
             .key_schema(key("action_key", KeyType::Range))
@@ -185,14 +170,6 @@ impl DynamoDbStore {
             .attribute_definitions(string_attribute("action_key"))
             .attribute_definitions(string_attribute("created_at"))
             .global_secondary_indexes(owner_index)
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Another replica created it first: fine.
-            Err(error) if error.code() == Some("ResourceInUseException") => Ok(()),
-            Err(error) => Err(self.failed("CreateTable", &error)),
-        }
     }
 }
 
@@ -657,24 +634,10 @@ fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpRespons
 
 impl NotificationStore for DynamoDbStore {
     async fn setup(&self) -> Result<(), StoreError> {
-        if self.table_active().await?.is_none() {
-            tracing::info!(table = %self.table, "creating DynamoDB table with index {OWNER_INDEX}");
-            self.create_table().await?;
-        }
-        // A new table takes a moment (seconds on AWS) to become usable.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        loop {
-            if self.table_active().await? == Some(true) {
-                return self.enable_tombstone_expiry().await;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(StoreError::new(
-                    ErrorKind::Systemic,
-                    format!("table {} did not become ACTIVE within 5 minutes", self.table),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        self.table_handle()
+            .ensure(&format!("with index {OWNER_INDEX}"), self.create_table())
+            .await?;
+        self.enable_tombstone_expiry().await
     }
 
     async fn apply_reported(&self, change: &Change, version: Version) -> Result<Report, StoreError> {
@@ -687,7 +650,7 @@ impl NotificationStore for DynamoDbStore {
     }
 
     async fn probe(&self) -> Result<(), StoreError> {
-        match self.table_active().await? {
+        match self.table_handle().active().await? {
             Some(true) => Ok(()),
             Some(false) => Err(StoreError::new(
                 ErrorKind::Systemic,

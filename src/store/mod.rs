@@ -7,6 +7,7 @@
 
 mod dynamodb;
 mod dynamodb_error;
+mod dynamodb_table;
 mod error;
 mod recipients;
 mod recipients_dynamodb;

@@ -5,20 +5,20 @@
 //! new record): DynamoDB checks the condition and writes atomically, so of two replicas
 //! that read the same revision exactly one writes, and the other merges again.
 
+use super::StoreError;
 use super::dynamodb::{DynamoDbSettings, sdk_config};
 use super::dynamodb_error::{classify, endpoint_of};
+use super::dynamodb_table::{Table, client_without_retries};
 use super::recipients::{RecipientStore, Revised, damaged};
-use super::{ErrorKind, StoreError};
 use crate::domain::Id;
 use crate::recipients::Recipient;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TableStatus,
 };
-use std::time::Duration;
 
 /// The whole versioned record ([`Recipient::to_stored`]), the only attribute read back.
 /// `email` and `locale` repeat its current values as plain attributes for people looking
@@ -42,14 +42,10 @@ impl DynamoDbRecipientStore {
 
     /// A store on a client configured elsewhere (tests point it at a local endpoint).
     pub fn with_config(sdk_config: &aws_config::SdkConfig, table: &str) -> DynamoDbRecipientStore {
-        // No retries inside the SDK: a conditional write retried after a lost answer would
-        // fail its own condition; the merge loop and the worker retry instead.
-        let config = aws_sdk_dynamodb::config::Builder::from(sdk_config)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build();
+        // The merge loop and the worker retry, not the SDK.
         DynamoDbRecipientStore {
             endpoint: endpoint_of(sdk_config),
-            client: Client::from_conf(config),
+            client: client_without_retries(sdk_config),
             table: table.to_owned(),
         }
     }
@@ -65,22 +61,10 @@ impl DynamoDbRecipientStore {
         classify(operation, &self.table, &self.endpoint, error)
     }
 
-    /// Ok(Some(true)) when the table is ACTIVE, Ok(None) when absent.
-    async fn table_active(&self) -> Result<Option<bool>, StoreError> {
-        match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(output) => Ok(output
-                .table()
-                .map(|table| table.table_status() == Some(&TableStatus::Active))),
-            Err(error) if error.code() == Some("ResourceNotFoundException") => Ok(None),
-            Err(error) => Err(self.failed("DescribeTable", &error)),
-        }
-    }
-
-    async fn create_table(&self) -> Result<(), StoreError> {
-        let created = self
-            .client
+    /// The table: key `owner`, one item per recipient.
+    fn create_table(&self) -> CreateTableFluentBuilder {
+        self.client
             .create_table()
-            .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
             .key_schema(
                 KeySchemaElement::builder()
@@ -96,34 +80,19 @@ impl DynamoDbRecipientStore {
                     .build()
                     .expect("name and type set"),
             )
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Another replica created it first: fine.
-            Err(error) if error.code() == Some("ResourceInUseException") => Ok(()),
-            Err(error) => Err(self.failed("CreateTable", &error)),
-        }
     }
 }
 
 impl RecipientStore for DynamoDbRecipientStore {
     async fn setup(&self) -> Result<(), StoreError> {
-        if self.table_active().await?.is_none() {
-            tracing::info!(table = %self.table, "creating DynamoDB table for the recipient directory");
-            self.create_table().await?;
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        while self.table_active().await? != Some(true) {
-            if tokio::time::Instant::now() > deadline {
-                return Err(StoreError::new(
-                    ErrorKind::Systemic,
-                    format!("table {} did not become ACTIVE within 5 minutes", self.table),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        Ok(())
+        let table = Table {
+            client: &self.client,
+            name: &self.table,
+            endpoint: &self.endpoint,
+        };
+        table
+            .ensure("for the recipient directory", self.create_table())
+            .await
     }
 
     async fn read(&self, owner: &Id) -> Result<Option<Revised>, StoreError> {
