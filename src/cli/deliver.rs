@@ -55,6 +55,7 @@ pub async fn deliver(config: &Config, command: DeliverCommand) -> anyhow::Result
         Err(error) => {
             let kind = match error.kind {
                 crate::delivery::Failure::Permanent => "refused (permanent: check the settings)",
+                crate::delivery::Failure::Gone => "refused (the address no longer exists)",
                 crate::delivery::Failure::Transient { .. } => "failed (transient: would be retried)",
             };
             anyhow::bail!("{name}: {kind}: {}", error.message)

@@ -52,6 +52,9 @@ pub enum Failure {
     Transient { retry_after: Option<Duration> },
     /// The receiver refuses this job for good (bad credentials, a payload it rejects).
     Permanent,
+    /// The address no longer exists (an expired Web Push subscription, an unregistered
+    /// device token): a personal channel drops it from the directory; never retried.
+    Gone,
 }
 
 impl SendError {
@@ -65,6 +68,13 @@ impl SendError {
     pub fn permanent(message: impl Into<String>) -> SendError {
         SendError {
             kind: Failure::Permanent,
+            message: message.into(),
+        }
+    }
+
+    pub fn gone(message: impl Into<String>) -> SendError {
+        SendError {
+            kind: Failure::Gone,
             message: message.into(),
         }
     }

@@ -11,12 +11,14 @@
 mod ack_floor;
 pub mod channel;
 pub mod job;
+pub mod messenger;
 pub mod nats;
 pub mod outbox;
 pub mod pusher;
 pub mod stage;
 pub mod template;
 pub mod webhook;
+pub mod wording;
 
 pub use channel::{Channel, ChannelName, Failure, SendError};
 pub use job::{Job, JobKind};

@@ -325,7 +325,9 @@ async fn deliver(shared: &Shared, pending: &Pending) {
             Err(error) => error,
         };
         let pause = match error.kind {
-            Failure::Permanent => {
+            // Gone is settled by the personal channels (they drop the device); one reaching
+            // the stage is a refusal like any other.
+            Failure::Permanent | Failure::Gone => {
                 let rejection = Rejection::new(Reason::ChannelRejected, error.message);
                 return dead_letter(shared, delivery, rejection).await;
             }
