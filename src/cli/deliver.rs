@@ -68,5 +68,9 @@ fn required(name: ChannelName) -> &'static str {
         ChannelName::Pusher => "set PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET",
         ChannelName::Nats => "set REALTIME_NATS_SUBJECT",
         ChannelName::Webhook => "set WEBHOOK_URL and WEBHOOK_SECRET",
+        ChannelName::Email => "set SMTP_URL and EMAIL_FROM",
+        ChannelName::Webpush => "set WEBPUSH_VAPID_PRIVATE_KEY_FILE and WEBPUSH_SUBJECT",
+        ChannelName::Fcm => "set FCM_CREDENTIALS_FILE",
+        ChannelName::Apns => "set APNS_KEY_FILE, APNS_KEY_ID, APNS_TEAM_ID and APNS_TOPIC",
     }
 }

@@ -68,10 +68,17 @@ async fn run_delivery_only(config: Config) -> anyhow::Result<()> {
         shutdown_grace: SHUTDOWN_GRACE,
         yield_to_store: None,
     };
+    let people = if config.delivery.has_personal() {
+        let feeds = Arc::new(AnyStore::open(&config.store).await?);
+        Some(people(&config, &client, feeds, &observers).await?)
+    } else {
+        None
+    };
     let stages = delivery::start_channels(
         &client,
         &config.delivery,
         &options,
+        people,
         Arc::clone(&observers.metrics),
         shutdown.clone(),
     )
@@ -222,10 +229,16 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
             shutdown_grace: SHUTDOWN_GRACE / 4,
             yield_to_store: Some(settings.in_flight),
         };
+        let people = if config.delivery.has_personal() {
+            Some(people(&config, &client, Arc::clone(&store), &observers).await?)
+        } else {
+            None
+        };
         match delivery::start_channels(
             &client,
             &config.delivery,
             &options,
+            people,
             Arc::clone(&observers.metrics),
             delivery_shutdown.clone(),
         )
@@ -312,6 +325,23 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     close(store).await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// What the personal channels share: the directory (cached), the defaults, the feeds.
+async fn people(
+    config: &Config,
+    client: &async_nats::Client,
+    feeds: Arc<AnyStore>,
+    observers: &Observers,
+) -> anyhow::Result<Arc<delivery::personal::People>> {
+    let recipients = Arc::new(AnyRecipientStore::open(&config.store).await?);
+    Ok(Arc::new(delivery::personal::People {
+        directory: crate::recipients::Directory::new(recipients, config.delivery.recipient_cache),
+        defaults: config.notify_defaults.clone(),
+        feeds,
+        js: async_nats::jetstream::new(client.clone()),
+        metrics: Arc::clone(&observers.metrics),
+    }))
 }
 
 /// What the recipient directory's sync reads: the `RECIPIENTS` consumer and its dead

@@ -33,6 +33,15 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
         if !channels.is_empty() {
             let outbox = delivery::outbox::ensure_stream(&js).await?;
             println!("outbox stream {} ready", delivery::OUTBOX_STREAM);
+            if config.delivery.has_personal() {
+                let digests =
+                    delivery::digest::ensure_stream(&js, config.delivery.longest_digest_window()).await?;
+                println!("digest stream {} ready", delivery::digest::DIGEST_STREAM);
+                for channel in channels.iter().filter(|channel| channel.personal().is_some()) {
+                    delivery::digest::ensure_consumer(&digests, *channel).await?;
+                    println!("consumer {} ready", delivery::digest::consumer_name(*channel));
+                }
+            }
             for channel in channels {
                 let name = delivery::consumer_name(channel);
                 input::ensure_consumer_on(&outbox, &name, delivery::outbox::OUTBOX_FILTER).await?;

@@ -57,6 +57,57 @@ pub struct RawDelivery {
     /// (channels email, push, webpush, fcm, apns; e.g. email=digest,push=instant,email.reply.post=instant).
     #[arg(long, env = "NOTIFY_DEFAULTS", default_value = DEFAULT_NOTIFY_DEFAULTS, global = true)]
     pub notify_defaults: String,
+    /// One digest per owner and push channel (webpush, fcm, apns) per this long.
+    #[arg(long, env = "PUSH_DIGEST_WINDOW", default_value = "15m", global = true)]
+    pub push_digest_window: String,
+    /// How long the worker keeps a recipient's directory entry before reading it again.
+    #[arg(long, env = "RECIPIENT_CACHE_TTL", default_value = "10s", global = true)]
+    pub recipient_cache_ttl: String,
+    /// Most directory entries kept in memory (0: none, every send reads the store).
+    #[arg(long, env = "RECIPIENT_CACHE_SIZE", default_value = "100000", global = true)]
+    pub recipient_cache_size: String,
+}
+
+/// A digest window: at most a week (the digest stream deduplicates over the window, and
+/// keeps its entries a few windows long). Seconds are allowed for tests and trials.
+pub fn parse_digest_window(variable: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let window = parse_duration(variable, value, "15m")?;
+    if window > Duration::from_secs(7 * 86_400) {
+        return Err(bad(variable, value, "must be at most 7d", "15m"));
+    }
+    Ok(window)
+}
+
+fn parse_recipient_cache(raw: &RawDelivery) -> Result<crate::recipients::CacheSettings, ConfigError> {
+    let given = raw.recipient_cache_ttl.trim();
+    let ttl = if given == "0" || given == "0s" {
+        Duration::ZERO
+    } else {
+        parse_duration("RECIPIENT_CACHE_TTL", given, "10s")?
+    };
+    let ttl = match ttl {
+        ttl if ttl <= Duration::from_secs(3600) => ttl,
+        _ => {
+            return Err(bad(
+                "RECIPIENT_CACHE_TTL",
+                &raw.recipient_cache_ttl,
+                "must be a duration up to 1h (0s: no cache)",
+                "10s",
+            ));
+        }
+    };
+    let capacity = match raw.recipient_cache_size.trim().parse::<usize>() {
+        Ok(n) if n <= 10_000_000 => n,
+        _ => {
+            return Err(bad(
+                "RECIPIENT_CACHE_SIZE",
+                &raw.recipient_cache_size,
+                "must be a whole number from 0 to 10000000",
+                "100000",
+            ));
+        }
+    };
+    Ok(crate::recipients::CacheSettings { ttl, capacity })
 }
 
 /// `NOTIFY_DEFAULTS`: what each channel does for people who set no preference.
@@ -103,6 +154,8 @@ pub fn parse(raw: &RawDelivery, environment: Environment) -> Result<DeliverySett
                 ));
             }
         },
+        push_digest_window: parse_digest_window("PUSH_DIGEST_WINDOW", &raw.push_digest_window)?,
+        recipient_cache: parse_recipient_cache(raw)?,
         concurrency: match raw.delivery_concurrency.trim().parse::<usize>() {
             Ok(n) if (1..=1024).contains(&n) => n,
             _ => {
@@ -267,6 +320,9 @@ impl Default for RawDelivery {
             delivery_max_attempts: "10".into(),
             delivery_concurrency: "32".into(),
             notify_defaults: DEFAULT_NOTIFY_DEFAULTS.into(),
+            push_digest_window: "15m".into(),
+            recipient_cache_ttl: "10s".into(),
+            recipient_cache_size: "100000".into(),
         }
     }
 }

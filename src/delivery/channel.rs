@@ -11,16 +11,44 @@ pub enum ChannelName {
     Pusher,
     Nats,
     Webhook,
+    Email,
+    Webpush,
+    Fcm,
+    Apns,
 }
 
 impl ChannelName {
-    pub const ALL: [ChannelName; 3] = [ChannelName::Pusher, ChannelName::Nats, ChannelName::Webhook];
+    pub const ALL: [ChannelName; 7] = [
+        ChannelName::Pusher,
+        ChannelName::Nats,
+        ChannelName::Webhook,
+        ChannelName::Email,
+        ChannelName::Webpush,
+        ChannelName::Fcm,
+        ChannelName::Apns,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelName::Pusher => "pusher",
             ChannelName::Nats => "nats",
             ChannelName::Webhook => "webhook",
+            ChannelName::Email => "email",
+            ChannelName::Webpush => "webpush",
+            ChannelName::Fcm => "fcm",
+            ChannelName::Apns => "apns",
+        }
+    }
+
+    /// The channel as preferences name it, for the channels that reach one person.
+    pub fn personal(self) -> Option<crate::recipients::Channel> {
+        use crate::recipients::Channel;
+        match self {
+            ChannelName::Pusher | ChannelName::Nats | ChannelName::Webhook => None,
+            ChannelName::Email => Some(Channel::Email),
+            ChannelName::Webpush => Some(Channel::Webpush),
+            ChannelName::Fcm => Some(Channel::Fcm),
+            ChannelName::Apns => Some(Channel::Apns),
         }
     }
 

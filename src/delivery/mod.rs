@@ -10,10 +10,12 @@
 
 mod ack_floor;
 pub mod channel;
+pub mod digest;
 pub mod job;
 pub mod messenger;
 pub mod nats;
 pub mod outbox;
+pub mod personal;
 pub mod pusher;
 pub mod stage;
 pub mod template;
@@ -38,6 +40,10 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: sends in flight at once, per channel.
     pub concurrency: usize,
+    /// `PUSH_DIGEST_WINDOW`: the digest window of webpush, fcm and apns.
+    pub push_digest_window: std::time::Duration,
+    /// `RECIPIENT_CACHE_TTL` and `RECIPIENT_CACHE_SIZE`.
+    pub recipient_cache: crate::recipients::CacheSettings,
 }
 
 impl DeliverySettings {
@@ -54,6 +60,35 @@ impl DeliverySettings {
             names.push(ChannelName::Webhook);
         }
         names
+    }
+
+    /// Whether a channel that reaches one person is on (they need the recipient directory).
+    pub fn has_personal(&self) -> bool {
+        self.enabled().iter().any(|name| name.personal().is_some())
+    }
+
+    /// The digest window of a personal channel.
+    pub fn digest_window(&self, name: ChannelName) -> std::time::Duration {
+        match name {
+            ChannelName::Email => self.email_digest_window(),
+            _ => self.push_digest_window,
+        }
+    }
+
+    /// The longest digest window of the enabled channels: the digest stream deduplicates
+    /// over at least this long.
+    pub fn longest_digest_window(&self) -> std::time::Duration {
+        self.enabled()
+            .into_iter()
+            .filter(|name| name.personal().is_some())
+            .map(|name| self.digest_window(name))
+            .max()
+            .unwrap_or(self.push_digest_window)
+    }
+
+    fn email_digest_window(&self) -> std::time::Duration {
+        // TODO(merge): the email settings' EMAIL_DIGEST_WINDOW.
+        self.push_digest_window
     }
 
     /// The channel `name`, built from its settings (`None` when it is not configured).
@@ -74,6 +109,8 @@ impl DeliverySettings {
                 (Some(_), None) => anyhow::bail!("channel nats needs a NATS connection"),
                 (None, _) => None,
             },
+            // The personal channels are built by `start_channels`, with the directory.
+            ChannelName::Email | ChannelName::Webpush | ChannelName::Fcm | ChannelName::Apns => None,
             ChannelName::Webhook => match &self.webhook {
                 Some(settings) => Some(AnyChannel::Webhook(WebhookChannel::new(settings.clone())?)),
                 None => None,
@@ -130,12 +167,14 @@ pub struct StageOptions {
     pub yield_to_store: Option<usize>,
 }
 
-/// Starts one consumer per enabled channel on the outbox; returns their tasks, which end
-/// after `shutdown` once their jobs in flight are settled.
+/// Starts one consumer per enabled channel on the outbox (and, for the personal channels,
+/// one digest consumer each); returns their tasks, which end after `shutdown` once their
+/// jobs in flight are settled. `people` is needed when a personal channel is enabled.
 pub async fn start_channels(
     client: &async_nats::Client,
     settings: &DeliverySettings,
     options: &StageOptions,
+    people: Option<std::sync::Arc<personal::People>>,
     metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -150,41 +189,135 @@ pub async fn start_channels(
             )
         })?
     };
+    let start = Start {
+        js: &js,
+        outbox: &stream,
+        settings,
+        options,
+        metrics: &metrics,
+        shutdown: &shutdown,
+    };
     let mut tasks = Vec::new();
     for name in settings.enabled() {
-        let channel = settings
-            .build(name, Some(client))?
-            .expect("an enabled channel has settings");
+        if name.personal().is_some() {
+            let Some(people) = &people else {
+                anyhow::bail!("channel {name} needs the recipient directory");
+            };
+            tasks.extend(start_personal(&start, name, people).await?);
+        } else {
+            let channel = settings
+                .build(name, Some(client))?
+                .expect("an enabled channel has settings");
+            tasks.extend(start.stage(channel).await?);
+        }
+    }
+    Ok(tasks)
+}
+
+/// A personal channel's messenger, built from its settings, and its consumers started.
+async fn start_personal(
+    start: &Start<'_>,
+    name: ChannelName,
+    people: &std::sync::Arc<personal::People>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let _ = (start, people);
+    // TODO(merge): one arm per messenger.
+    anyhow::bail!("channel {name} is not built yet")
+}
+
+/// What starting a channel's consumers takes.
+struct Start<'a> {
+    js: &'a async_nats::jetstream::Context,
+    outbox: &'a async_nats::jetstream::stream::Stream,
+    settings: &'a DeliverySettings,
+    options: &'a StageOptions,
+    metrics: &'a std::sync::Arc<crate::telemetry::metrics::Metrics>,
+    shutdown: &'a tokio_util::sync::CancellationToken,
+}
+
+impl Start<'_> {
+    /// The channel's consumer on the outbox and its stage (and the backlog gauge's task).
+    async fn stage<C: Channel>(&self, channel: C) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let name = channel.name();
         let (consumer, limits) =
-            crate::input::ensure_consumer_on(&stream, &consumer_name(name), outbox::OUTBOX_FILTER).await?;
-        let dead_letters =
-            crate::input::DeadLetters::for_channel(&js, OUTBOX_STREAM, name.as_str(), &options.dead_letters)
+            crate::input::ensure_consumer_on(self.outbox, &consumer_name(name), outbox::OUTBOX_FILTER)
                 .await?;
-        let source = crate::input::Source::jetstream(consumer.clone(), stream.cached_info().created)?;
-        metrics.enable_channel(name.as_str());
-        tasks.push(tokio::spawn(watch_pending(
+        let dead_letters = crate::input::DeadLetters::for_channel(
+            self.js,
+            OUTBOX_STREAM,
+            name.as_str(),
+            &self.options.dead_letters,
+        )
+        .await?;
+        let source = crate::input::Source::jetstream(consumer.clone(), self.outbox.cached_info().created)?;
+        self.metrics.enable_channel(name.as_str());
+        let watch = tokio::spawn(watch_pending(
             consumer.clone(),
             name,
-            std::sync::Arc::clone(&metrics),
-            shutdown.clone(),
-        )));
+            std::sync::Arc::clone(self.metrics),
+            self.shutdown.clone(),
+        ));
         let parts = stage::StageParts {
             channel: std::sync::Arc::new(channel),
             source,
             floor_consumer: consumer,
             dead_letters,
-            metrics: std::sync::Arc::clone(&metrics),
+            metrics: std::sync::Arc::clone(self.metrics),
         };
         let stage_settings = stage::StageSettings {
-            max_attempts: settings.max_attempts,
-            concurrency: settings.concurrency,
+            max_attempts: self.settings.max_attempts,
+            concurrency: self.settings.concurrency,
             ack_wait: limits.ack_wait,
-            shutdown_grace: options.shutdown_grace,
-            yield_to_store: options.yield_to_store,
+            shutdown_grace: self.options.shutdown_grace,
+            yield_to_store: self.options.yield_to_store,
         };
-        tasks.push(tokio::spawn(stage::run(parts, stage_settings, shutdown.clone())));
+        let run = tokio::spawn(stage::run(parts, stage_settings, self.shutdown.clone()));
+        Ok(vec![watch, run])
     }
-    Ok(tasks)
+
+    /// A personal channel: its stage on the outbox, and its digest consumer.
+    async fn personal<M: messenger::Messenger>(
+        &self,
+        name: ChannelName,
+        messenger: M,
+        people: &std::sync::Arc<personal::People>,
+    ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let window = self.settings.digest_window(name);
+        let longest = self.settings.longest_digest_window();
+        let digests_stream = if self.options.create_outbox {
+            digest::ensure_stream(self.js, longest).await?
+        } else {
+            digest::existing_stream(self.js, longest).await?
+        };
+        let messenger = std::sync::Arc::new(messenger);
+        let channel = personal::PersonalChannel::new(
+            name,
+            std::sync::Arc::clone(&messenger),
+            std::sync::Arc::clone(people),
+            digest::Digests::new(self.js.clone(), name, window),
+        );
+        let mut tasks = self.stage(channel).await?;
+        let consumer = digest::ensure_consumer(&digests_stream, name).await?;
+        let dead_letters = crate::input::DeadLetters::for_channel(
+            self.js,
+            digest::DIGEST_STREAM,
+            name.as_str(),
+            &self.options.dead_letters,
+        )
+        .await?;
+        let parts = digest::DigestParts {
+            channel: name,
+            messenger,
+            people: std::sync::Arc::clone(people),
+            stream: digests_stream,
+            dead_letters,
+            window,
+            max_attempts: self.settings.max_attempts,
+            concurrency: self.settings.concurrency,
+        };
+        tasks.push(tokio::spawn(digest::run(parts, consumer, self.shutdown.clone())));
+        Ok(tasks)
+    }
 }
 
 /// Keeps `notification_worker_outbox_pending{channel}` current.

@@ -17,6 +17,7 @@
 //! channels come in later steps.
 
 mod contact;
+mod directory;
 mod event;
 mod preferences;
 mod record;
@@ -24,6 +25,7 @@ mod stored;
 mod vocabulary;
 
 pub use contact::{Email, Locale, PushKind, PushTarget, TargetKey, WebPushKeys};
+pub use directory::{CacheSettings, Directory};
 pub use event::{
     MAX_PREFERENCES, PUSH_ADD, PUSH_REMOVE, RECIPIENT_SUBJECTS, RECIPIENTS_SUBJECT_FILTER, REMOVE,
     RecipientChange, RecipientEvent, RecipientPolicy, UPSERT, Upsert, parse_recipient_event,

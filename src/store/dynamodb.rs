@@ -669,6 +669,28 @@ impl NotificationStore for DynamoDbStore {
         }
     }
 
+    async fn find(&self, owner: &Id, action_key: &str) -> Result<Option<FeedItem>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(owner.as_str(), action_key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| self.failed("GetItem", &error))?;
+        // As everywhere in this store, an item without `id` counts as absent.
+        match output.item.filter(|item| item.contains_key("id")) {
+            None => Ok(None),
+            Some(item) => serde_dynamo::from_item(item).map(Some).map_err(|error| {
+                StoreError::new(
+                    ErrorKind::Permanent,
+                    format!("unexpected item in {}: {error}", self.table),
+                )
+            }),
+        }
+    }
+
     async fn feed(&self, owner: &Id, limit: usize) -> Result<Vec<FeedItem>, StoreError> {
         let page = self
             .client

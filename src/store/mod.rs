@@ -142,6 +142,15 @@ pub trait NotificationStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<FeedItem>, StoreError>> + Send;
 
+    /// The notification at (`owner`, `action_key`) as the API reads it, if one is stored (a
+    /// strongly consistent read). The digests ask it whether a notification is still there
+    /// and still unread when the digest goes out.
+    fn find(
+        &self,
+        owner: &Id,
+        action_key: &str,
+    ) -> impl Future<Output = Result<Option<FeedItem>, StoreError>> + Send;
+
     /// How hard the worker should drive this store, given `WORKER_CONCURRENCY`.
     fn limits(&self, concurrency: usize) -> Limits {
         Limits {
@@ -234,6 +243,13 @@ impl NotificationStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.feed(owner, limit).await,
             AnyStore::DynamoDb(store) => store.feed(owner, limit).await,
+        }
+    }
+
+    async fn find(&self, owner: &Id, action_key: &str) -> Result<Option<FeedItem>, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.find(owner, action_key).await,
+            AnyStore::DynamoDb(store) => store.find(owner, action_key).await,
         }
     }
 

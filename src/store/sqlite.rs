@@ -618,24 +618,24 @@ impl NotificationStore for SqliteStore {
                  FROM notifications WHERE owner = ?1
                  ORDER BY created_at DESC, action_key DESC LIMIT ?2",
             )?;
-            let rows = statement.query_map(params![owner, limit], |row| {
-                Ok(FeedItem {
-                    owner: row.get(0)?,
-                    action_key: row.get(1)?,
-                    id: row.get(2)?,
-                    userid: row.get(3)?,
-                    username: row.get(4)?,
-                    userpic: row.get(5)?,
-                    userbio: row.get(6)?,
-                    action: row.get(7)?,
-                    resource_type: row.get(8)?,
-                    resource_id: row.get(9)?,
-                    excerpt: row.get(10)?,
-                    read_status: row.get(11)?,
-                    created_at: row.get(12)?,
-                })
-            })?;
+            let rows = statement.query_map(params![owner, limit], feed_item)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn find(&self, owner: &Id, action_key: &str) -> Result<Option<FeedItem>, StoreError> {
+        let owner = owner.to_string();
+        let action_key = action_key.to_owned();
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
+                            resource_id, excerpt, read_status, created_at
+                     FROM notifications WHERE owner = ?1 AND action_key = ?2",
+                )?
+                .query_row(params![owner, action_key], feed_item)
+                .optional()
         })
         .await
     }
@@ -650,4 +650,23 @@ impl NotificationStore for SqliteStore {
             in_flight,
         }
     }
+}
+
+/// A row of `notifications` in the column order of the feed queries.
+fn feed_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedItem> {
+    Ok(FeedItem {
+        owner: row.get(0)?,
+        action_key: row.get(1)?,
+        id: row.get(2)?,
+        userid: row.get(3)?,
+        username: row.get(4)?,
+        userpic: row.get(5)?,
+        userbio: row.get(6)?,
+        action: row.get(7)?,
+        resource_type: row.get(8)?,
+        resource_id: row.get(9)?,
+        excerpt: row.get(10)?,
+        read_status: row.get(11)?,
+        created_at: row.get(12)?,
+    })
 }

@@ -78,6 +78,22 @@ struct DeliveryLabels {
 /// failed send that will be tried again, a job given up on.
 pub const DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "retried", "dead_lettered"];
 
+/// What a personal channel (email, webpush, fcm, apns) made of a new notification, counted
+/// in `notification_worker_personal_decisions_total`: sent at once, added to the owner's
+/// digest, not sent because the owner turned it off, or not sent because the directory has
+/// no address of theirs for the channel.
+pub const PERSONAL_DECISIONS: [&str; 4] = ["instant", "digest", "off", "unreachable"];
+
+/// What became of a digest window, counted in `notification_worker_digests_total`: sent,
+/// nothing left unread (nothing sent), tried again later, given up on.
+pub const DIGEST_OUTCOMES: [&str; 4] = ["sent", "empty", "retried", "dead_lettered"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    channel: &'static str,
+    decision: &'static str,
+}
+
 /// The delivery stage's series, per channel; only enabled channels' series exist.
 struct DeliveryMetrics {
     deliveries: Family<DeliveryLabels, Counter>,
@@ -85,6 +101,9 @@ struct DeliveryMetrics {
     outbox_pending: Family<ChannelLabels, Gauge>,
     outbox_jobs: Family<KindLabels, Counter>,
     outbox_lost: Counter,
+    personal: Family<DecisionLabels, Counter>,
+    digests: Family<DeliveryLabels, Counter>,
+    devices_removed: Family<ChannelLabels, Counter>,
 }
 
 impl DeliveryMetrics {
@@ -122,12 +141,33 @@ impl DeliveryMetrics {
             "Notifications stored but not announced because the outbox stream was missing",
             outbox_lost.clone(),
         );
+        let personal = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "personal_decisions",
+            "New notifications on the personal channels, by what was done (instant, digest, off, unreachable)",
+            personal.clone(),
+        );
+        let digests = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "digests",
+            "Digest windows settled, by channel and outcome (sent, empty, retried, dead_lettered)",
+            digests.clone(),
+        );
+        let devices_removed = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "devices_removed",
+            "Push targets dropped from the directory because the push service said they no longer exist",
+            devices_removed.clone(),
+        );
         DeliveryMetrics {
             deliveries,
             latency,
             outbox_pending,
             outbox_jobs,
             outbox_lost,
+            personal,
+            digests,
+            devices_removed,
         }
     }
 }
@@ -470,6 +510,47 @@ impl Metrics {
 
     /// A delivery job's outcome on `channel`; `latency`: seconds since it was committed to
     /// the outbox, for delivered jobs.
+    /// Makes a personal channel's series visible at zero from the start.
+    pub fn enable_personal(&self, channel: &'static str) {
+        for decision in PERSONAL_DECISIONS {
+            let _ = self
+                .delivery
+                .personal
+                .get_or_create(&DecisionLabels { channel, decision });
+        }
+        for outcome in DIGEST_OUTCOMES {
+            let _ = self
+                .delivery
+                .digests
+                .get_or_create(&DeliveryLabels { channel, outcome });
+        }
+        let _ = self
+            .delivery
+            .devices_removed
+            .get_or_create(&ChannelLabels { channel });
+    }
+
+    pub fn personal_decided(&self, channel: &'static str, decision: &'static str) {
+        self.delivery
+            .personal
+            .get_or_create(&DecisionLabels { channel, decision })
+            .inc();
+    }
+
+    pub fn digest_settled(&self, channel: &'static str, outcome: &'static str) {
+        self.delivery
+            .digests
+            .get_or_create(&DeliveryLabels { channel, outcome })
+            .inc();
+    }
+
+    pub fn device_removed(&self, channel: &'static str) {
+        self.delivery
+            .devices_removed
+            .get_or_create(&ChannelLabels { channel })
+            .inc();
+    }
+
     pub fn delivery_settled(&self, channel: &'static str, outcome: &'static str, latency: Option<f64>) {
         self.delivery
             .deliveries
