@@ -358,6 +358,47 @@ async fn a_live_notification_keeps_its_id_and_read_status(store: &impl Notificat
     );
 }
 
+/// `find` reads one notification back as the API would: present with its read status,
+/// absent before its create and after its remove, and never a tombstone.
+async fn find_reads_one_notification_as_the_api_sees_it(store: &impl NotificationStore, raw: &RawStore) {
+    let first = like("fan-1");
+    let key = first.action_key().as_str().to_owned();
+    assert_eq!(store.find(&owner("user-1"), &key).await.unwrap(), None);
+    assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
+    let found = store.find(&owner("user-1"), &key).await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.read_status),
+        (id_of(&first).as_str(), false)
+    );
+    assert_eq!(
+        Some(&found),
+        store.feed(&owner("user-1"), 10).await.unwrap().first()
+    );
+    assert!(raw.mark_read("user-1", &key).await);
+    assert!(
+        store
+            .find(&owner("user-1"), &key)
+            .await
+            .unwrap()
+            .unwrap()
+            .read_status
+    );
+    assert_eq!(
+        store.find(&owner("user-2"), &key).await.unwrap(),
+        None,
+        "another owner's key"
+    );
+    assert_eq!(
+        store.apply(&unlike_of("fan-1"), v(8)).await.unwrap(),
+        Applied::Removed
+    );
+    assert_eq!(
+        store.find(&owner("user-1"), &key).await.unwrap(),
+        None,
+        "a tombstone is no notification"
+    );
+}
+
 /// A zombie: a remove at 6 wrote its tombstone but has not deleted yet (it stopped between
 /// the two, or its delete ran before an older create stored its life). Its redelivery still
 /// deletes; and a create older than the remove, even the life's own create redelivered,
@@ -627,6 +668,7 @@ macro_rules! store_contract {
                 concurrent_changes_to_different_keys, probe_answers_once_set_up,
                 like_unlike_like_in_every_arrival_order, like_unlike_in_both_orders_ends_removed,
                 a_live_notification_keeps_its_id_and_read_status,
+                find_reads_one_notification_as_the_api_sees_it,
                 a_zombie_create_between_a_tombstone_and_its_delete,
                 a_create_newer_than_a_pending_remove_starts_a_new_life,
                 a_create_retried_after_a_lost_response, rows_without_versions_count_as_the_oldest,

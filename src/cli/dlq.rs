@@ -2,6 +2,7 @@
 
 use super::UsageError;
 use crate::config::Config;
+use crate::delivery::digest::DIGEST_DUE_PREFIX;
 use crate::delivery::stage::REPLAY_PREFIX;
 use crate::input::{self, DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, RECIPIENTS_DLQ_STREAM, dlq_header};
 use anyhow::Context;
@@ -195,6 +196,9 @@ async fn replay(
         // skip it): its dead letter's subject names the channel.
         let target = match which {
             DlqStream::Events | DlqStream::Recipients => letter.subject.clone(),
+            // A digest given up on goes back to its channel's digest consumer, which sends
+            // it at once (its window is long over).
+            DlqStream::Deliveries if letter.subject.starts_with(DIGEST_DUE_PREFIX) => letter.subject.clone(),
             DlqStream::Deliveries => match letter.channel.as_deref() {
                 Some(channel) => format!("{REPLAY_PREFIX}{channel}"),
                 None => {

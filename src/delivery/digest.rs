@@ -49,6 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 pub const DIGEST_STREAM: &str = "NOTIFICATION_DIGESTS";
 const DIGEST_FILTER: &str = "digests.>";
+/// Markers' subjects: this and the channel.
+pub const DIGEST_DUE_PREFIX: &str = "digests.due.";
 /// A marker is sent this long after its window's end: a replica whose clock is behind may
 /// still add to the window until then.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -60,8 +62,8 @@ pub const MAX_OPEN_WINDOWS: i64 = 1_000_000;
 /// person who gets more than this in one window reads the feed).
 pub const MAX_ENTRIES: usize = 500;
 /// AckWait of the digest consumers: a send keeps its marker with progress acks meanwhile.
-const MARKER_ACK_WAIT: Duration = Duration::from_secs(60);
-const PROGRESS_EVERY: Duration = Duration::from_secs(20);
+const MARKER_ACK_WAIT: Duration = Duration::from_secs(30);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Creates the digest stream when absent, and widens its duplicate window when a longer
 /// digest window is configured than the stream was made for.
@@ -168,7 +170,7 @@ fn entry_subject(channel: ChannelName, window: u64, owner: &str) -> String {
 }
 
 fn due_subject(channel: ChannelName) -> String {
-    format!("digests.due.{channel}")
+    format!("{DIGEST_DUE_PREFIX}{channel}")
 }
 
 /// A channel's side of adding to digests.

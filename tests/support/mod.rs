@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod raw;
+pub mod smtp;
 pub mod sockudo;
 pub mod webhook;
 
@@ -59,7 +60,7 @@ where
     }
 }
 
-fn port_answers(port: u16) -> bool {
+pub fn port_answers(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }
 
@@ -372,7 +373,7 @@ impl Drop for Dynalite {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+pub fn signal(child: &Child, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())

@@ -1,0 +1,438 @@
+//! Channel `email` end to end (issue 10): events on NATS, the worker (one or two replicas),
+//! the recipient directory synced from stream RECIPIENTS, and a real SMTP server (aiosmtpd)
+//! whose mailbox the tests read. Preferences decide instant, digest or nothing; digests
+//! list exactly what is still unread; a crash or an SMTP outage loses nothing.
+
+mod support;
+
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::smtp::{Mail, SmtpServer};
+use support::*;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn event(owner: &str, trigger: &str, username: &str, action: u8, resource: &str) -> String {
+    let resource_type = if action == 6 { "USER" } else { "POST" };
+    json!({
+        "owner": owner,
+        "trigger_user": trigger,
+        "username": username,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource,
+        "excerpt": format!("about {resource}"),
+        "created_at": 1_765_318_000,
+    })
+    .to_string()
+}
+
+fn reply(owner: &str, trigger: &str, username: &str, post: &str) -> String {
+    event(owner, trigger, username, 3, post)
+}
+
+fn mention(owner: &str, trigger: &str, username: &str, post: &str) -> String {
+    event(owner, trigger, username, 5, post)
+}
+
+fn like_by(owner: &str, trigger: &str, username: &str, post: &str) -> String {
+    event(owner, trigger, username, 1, post)
+}
+
+/// A worker's environment with channel email on, sending to `smtp`.
+fn email_env(
+    nats: &NatsServer,
+    dir: &Path,
+    smtp: &SmtpServer,
+    defaults: &str,
+    window: &str,
+) -> Vec<(&'static str, String)> {
+    let mut env = with_http(base_env(nats, dir));
+    env.extend([
+        ("SMTP_URL", smtp.url()),
+        ("EMAIL_FROM", "Exobook <notifications@exobook.example>".into()),
+        ("EMAIL_DIGEST_WINDOW", window.into()),
+        ("NOTIFY_DEFAULTS", defaults.into()),
+        (
+            "EMAIL_UNSUBSCRIBE_URL",
+            "https://exobook.example/unsubscribe/{owner}".into(),
+        ),
+        // Short, so a directory change made by the test shows at once.
+        ("RECIPIENT_CACHE_TTL", "1s".into()),
+    ]);
+    env
+}
+
+/// Sets `owner`'s email and preferences through stream RECIPIENTS, and waits until the
+/// worker applied them.
+async fn set_recipient(
+    nats: &NatsServer,
+    dir: &Path,
+    owner: &str,
+    address: &str,
+    email_prefs: serde_json::Value,
+) {
+    let js = nats.jetstream().await;
+    let body =
+        json!({"owner": owner, "email": address, "locale": "en", "preferences": {"email": email_prefs}});
+    publish(&js, "recipients.upsert", body.to_string()).await;
+    let owner = owner.to_owned();
+    let db = dir.join("notifications.db");
+    wait_until("the recipient in the directory", WITHIN, || {
+        rusqlite::Connection::open(&db)
+            .and_then(|connection| {
+                connection.query_row(
+                    "SELECT COUNT(*) FROM recipients WHERE owner = ?1 AND email IS NOT NULL",
+                    [&owner],
+                    |row| row.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+            == 1
+    });
+}
+
+fn metric_of(worker: &Worker, series: &str) -> f64 {
+    let (_, text) = http_get(&worker.http_addr(), "/metrics");
+    metric(&text, series).unwrap_or(0.0)
+}
+
+fn decisions(worker: &Worker, decision: &str) -> f64 {
+    metric_of(
+        worker,
+        &format!("notification_worker_personal_decisions_total{{channel=\"email\",decision=\"{decision}\"}}"),
+    )
+}
+
+fn digests(worker: &Worker, outcome: &str) -> f64 {
+    metric_of(
+        worker,
+        &format!("notification_worker_digests_total{{channel=\"email\",outcome=\"{outcome}\"}}"),
+    )
+}
+
+/// Waits until a fresh digest window of `window` has just begun, so that what the test
+/// publishes next falls into one window (windows are fixed stretches of the clock).
+fn at_window_start(window: Duration) {
+    let window_ms = window.as_millis();
+    wait_until("a digest window to begin", window * 2, || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        now % window_ms < 300
+    });
+}
+
+fn notification_id(dir: &Path, owner: &str, trigger: &str) -> String {
+    sqlite(dir)
+        .query_row(
+            "SELECT id FROM notifications WHERE owner = ?1 AND userid = ?2",
+            [owner, trigger],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+fn digest_mails(mails: &[Mail]) -> Vec<&Mail> {
+    mails
+        .iter()
+        .filter(|mail| mail.subject().contains("new notification"))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_instant_email_arrives_whole_and_off_sends_nothing() {
+    let nats = NatsServer::start();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    // Digests far away: only instant mail can arrive during the test.
+    let worker = Worker::start(
+        dir.path(),
+        &email_env(&nats, dir.path(), &smtp, "email=digest", "1h"),
+    );
+    set_recipient(
+        &nats,
+        dir.path(),
+        "user-123",
+        "alice@example.com",
+        json!({"reply.post": "instant", "mention": "off"}),
+    )
+    .await;
+    let js = nats.jetstream().await;
+    // Turned off first, then one she wants at once: when the second has arrived, the first
+    // would have too.
+    publish(
+        &js,
+        "notifications.mention",
+        mention("user-123", "user-7", "Mallory", "post-1"),
+    )
+    .await;
+    publish(
+        &js,
+        "notifications.reply.post",
+        reply("user-123", "user-456", "John Doe", "post-789"),
+    )
+    .await;
+    let mails = smtp.wait_for(1, WITHIN);
+    wait_until("the mention decided", WITHIN, || decisions(&worker, "off") == 1.0);
+    assert_eq!(mails.len(), 1, "only the reply is sent");
+    let mail = &mails[0];
+    assert_eq!(mail.subject(), "John Doe replied to your post");
+    assert_eq!(mail.to(), "alice@example.com");
+    assert!(
+        mail.text().contains("John Doe replied to your post"),
+        "{}",
+        mail.text()
+    );
+    assert!(
+        mail.text().contains("about post-789"),
+        "the excerpt is in the text part"
+    );
+    assert!(
+        mail.html().contains("John Doe replied to your post"),
+        "{}",
+        mail.html()
+    );
+    let id = notification_id(dir.path(), "user-123", "user-456");
+    assert!(
+        mail.message_id().starts_with(&id),
+        "Message-ID {} from notification {id}",
+        mail.message_id()
+    );
+    assert_eq!(
+        mail.header("List-Unsubscribe").as_deref(),
+        Some("<https://exobook.example/unsubscribe/user-123>")
+    );
+    assert_eq!(
+        mail.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert_eq!(
+        (decisions(&worker, "instant"), decisions(&worker, "off")),
+        (1.0, 1.0)
+    );
+    // Someone with no address in the directory is unreachable, not an error.
+    publish(
+        &js,
+        "notifications.reply.post",
+        reply("user-999", "user-456", "John Doe", "post-1"),
+    )
+    .await;
+    wait_until("the unreachable owner decided", WITHIN, || {
+        decisions(&worker, "unreachable") == 1.0
+    });
+    assert_eq!(smtp.mails().len(), 1);
+}
+
+#[tokio::test]
+async fn a_digest_lists_exactly_the_notifications_still_unread() {
+    let nats = NatsServer::start();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let window = Duration::from_secs(8);
+    let worker = Worker::start(
+        dir.path(),
+        &email_env(&nats, dir.path(), &smtp, "email=digest", "8s"),
+    );
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    let js = nats.jetstream().await;
+    at_window_start(window);
+    let opened = Instant::now();
+    for (fan, name) in [
+        ("fan-a", "Ada"),
+        ("fan-b", "Bea"),
+        ("fan-c", "Cyd"),
+        ("fan-d", "Dov"),
+    ] {
+        publish(
+            &js,
+            "notifications.post.like",
+            like_by("user-123", fan, name, &format!("post-{fan}")),
+        )
+        .await;
+    }
+    wait_until("four likes stored", WITHIN, || count_rows(dir.path()) == 4);
+    wait_until("four digest decisions", WITHIN, || {
+        decisions(&worker, "digest") == 4.0
+    });
+    // The owner reads Cyd's like (the API sets read_status), and Dov takes his back.
+    sqlite(dir.path())
+        .execute(
+            "UPDATE notifications SET read_status = 1 WHERE userid = 'fan-c'",
+            [],
+        )
+        .unwrap();
+    publish(
+        &js,
+        "notifications.post.unlike",
+        like_by("user-123", "fan-d", "Dov", "post-fan-d"),
+    )
+    .await;
+    wait_until("the unlike applied", WITHIN, || count_rows(dir.path()) == 3);
+    assert!(
+        opened.elapsed() < window,
+        "the test's changes must land inside one window"
+    );
+    let mails = smtp.wait_for(1, WITHIN);
+    wait_until("the digest counted", WITHIN, || digests(&worker, "sent") == 1.0);
+    let digest = digest_mails(&mails);
+    assert_eq!(digest.len(), 1, "one digest for the window");
+    assert_eq!(digest[0].subject(), "2 new notifications");
+    let text = digest[0].text();
+    for listed in ["Ada liked your post", "Bea liked your post"] {
+        assert!(text.contains(listed), "{listed} missing from:\n{text}");
+    }
+    for left_out in ["Cyd", "Dov"] {
+        assert!(
+            !text.contains(left_out),
+            "{left_out} is read or removed, yet listed:\n{text}"
+        );
+    }
+    assert!(digest[0].html().contains("Bea liked your post"));
+    assert_eq!(
+        smtp.mails().len(),
+        1,
+        "no instant mail for digest-mode notifications"
+    );
+}
+
+#[tokio::test]
+async fn a_window_with_nothing_left_unread_sends_nothing() {
+    let nats = NatsServer::start();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let window = Duration::from_secs(5);
+    let worker = Worker::start(
+        dir.path(),
+        &email_env(&nats, dir.path(), &smtp, "email=digest", "5s"),
+    );
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    let js = nats.jetstream().await;
+    at_window_start(window);
+    publish(
+        &js,
+        "notifications.post.like",
+        like_by("user-123", "fan-a", "Ada", "post-1"),
+    )
+    .await;
+    wait_until("the like joined the digest", WITHIN, || {
+        decisions(&worker, "digest") == 1.0
+    });
+    sqlite(dir.path())
+        .execute("UPDATE notifications SET read_status = 1", [])
+        .unwrap();
+    wait_until("the window settled", WITHIN, || digests(&worker, "empty") == 1.0);
+    assert_eq!(digests(&worker, "sent"), 0.0);
+    assert!(smtp.mails().is_empty(), "nothing unread: no digest");
+}
+
+#[tokio::test]
+async fn a_replica_killed_while_a_window_is_open_still_leaves_exactly_one_digest() {
+    let nats = NatsServer::start();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let window = Duration::from_secs(10);
+    let env = email_env(&nats, dir.path(), &smtp, "email=digest", "10s");
+    let mut first = Worker::start(dir.path(), &env);
+    let second = Worker::start(dir.path(), &env);
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    let js = nats.jetstream().await;
+    at_window_start(window);
+    let opened = Instant::now();
+    // Back to back, so both replicas take some.
+    for i in 0..6 {
+        publish(
+            &js,
+            "notifications.post.like",
+            like_by(
+                "user-123",
+                &format!("fan-{i}"),
+                &format!("Fan {i}"),
+                &format!("post-{i}"),
+            ),
+        )
+        .await;
+    }
+    wait_until("six likes in the digest", WITHIN, || {
+        decisions(&first, "digest") + decisions(&second, "digest") == 6.0
+    });
+    // Killed with the window open: whatever it held (its marker, its hold) is the server's.
+    first.kill();
+    assert!(
+        opened.elapsed() < window,
+        "the kill must come while the window is open"
+    );
+    let mails = smtp.wait_for(1, WITHIN + window);
+    let digest = digest_mails(&mails);
+    assert_eq!(digest.len(), 1);
+    assert_eq!(digest[0].subject(), "6 new notifications");
+    for i in 0..6 {
+        assert!(digest[0].text().contains(&format!("Fan {i} liked your post")));
+    }
+    // Long enough for anything the killed replica held to come back (the outbox's and the
+    // digest consumer's AckWait, 30 s) and for the window after it to close: still one.
+    let settled = window * 2 + Duration::from_secs(40);
+    wait_until("later windows to close", settled + Duration::from_secs(5), || {
+        opened.elapsed() >= settled
+    });
+    assert_eq!(digest_mails(&smtp.mails()).len(), 1, "one digest per window");
+}
+
+#[tokio::test]
+async fn emails_wait_out_an_smtp_outage_and_none_is_lost() {
+    let nats = NatsServer::start();
+    let mut smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let worker = Worker::start(
+        dir.path(),
+        &email_env(&nats, dir.path(), &smtp, "email=instant", "1h"),
+    );
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    smtp.stop();
+    let down = Instant::now();
+    let js = nats.jetstream().await;
+    for i in 0..20 {
+        publish(
+            &js,
+            "notifications.reply.post",
+            reply(
+                "user-123",
+                &format!("user-{i}"),
+                &format!("Replier {i}"),
+                &format!("post-{i}"),
+            ),
+        )
+        .await;
+    }
+    wait_until("twenty replies stored", WITHIN, || count_rows(dir.path()) == 20);
+    wait_until("sends failing while the server is down", WITHIN, || {
+        metric_of(
+            &worker,
+            "notification_worker_deliveries_total{channel=\"email\",outcome=\"retried\"}",
+        ) > 0.0
+    });
+    // Down for ten seconds in all.
+    wait_until("ten seconds of outage", Duration::from_secs(20), || {
+        down.elapsed() >= Duration::from_secs(10)
+    });
+    smtp.restart();
+    let mails = smtp.wait_for(20, Duration::from_secs(120));
+    let mut ids: Vec<String> = mails.iter().map(Mail::message_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "every reply mailed after the outage");
+    assert_eq!(
+        metric_of(
+            &worker,
+            "notification_worker_deliveries_total{channel=\"email\",outcome=\"dead_lettered\"}"
+        ),
+        0.0
+    );
+}
