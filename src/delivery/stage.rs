@@ -11,7 +11,7 @@ use super::channel::{Channel, Failure, SendError, retry_pause};
 use super::job::{Job, JobKind};
 use super::outbox::PROBE_SUBJECT;
 use crate::domain::{Reason, Rejection};
-use crate::input::{DeadLetters, Delivery, Source};
+use crate::input::{DeadLetters, Delivery, Intake, Source, Taker};
 use crate::processing::keep_alive::{Held, HeldDeliveries};
 use crate::processing::ordering::{OrderKey, Sequencer};
 use crate::telemetry::metrics::Metrics;
@@ -125,63 +125,18 @@ pub async fn run<C: Channel>(parts: StageParts<C>, settings: StageSettings, shut
     let keep_alives =
         tokio::spawn(Arc::clone(&shared.held).keep_alive(settings.ack_wait / 3, stop_keep_alives.clone()));
     tracing::info!(channel = name, "delivery stage started");
-    let mut pull_failures = 0u32;
-    'pulling: loop {
-        // A channel that is down holds its jobs in the outbox, not in memory.
-        while shared.is_down() && !shutdown.is_cancelled() {
-            tokio::select! {
-                () = shutdown.cancelled() => break 'pulling,
-                () = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-        let yielding = tokio::time::Instant::now();
-        while shared.store_is_draining() && yielding.elapsed() < LONGEST_YIELD {
-            tokio::select! {
-                () = shutdown.cancelled() => break 'pulling,
-                () = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-        }
-        let first = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            permit = Arc::clone(&room).acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
-        let mut reserved = vec![first];
-        while let Ok(permit) = Arc::clone(&room).try_acquire_owned() {
-            reserved.push(permit);
-        }
-        let mut pulled = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            pulled = source.pull(reserved.len(), &shutdown) => match pulled {
-                Ok(pulled) => pulled,
-                Err(error) => {
-                    pull_failures += 1;
-                    tracing::warn!(channel = name, %error, "cannot pull delivery jobs; trying again");
-                    let pause = Duration::from_millis(100 * u64::from(pull_failures.min(50)));
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => continue 'pulling,
-                        () = shutdown.cancelled() => break 'pulling,
-                    }
-                }
-            },
-        };
-        pull_failures = 0;
-        while let Some(item) = futures::StreamExt::next(&mut pulled).await {
-            match item {
-                Ok(delivery) => {
-                    let permit = reserved
-                        .pop()
-                        .expect("a pull never yields more than it asked for");
-                    dispatch(&shared, &lanes, delivery, permit).await;
-                }
-                Err(error) => {
-                    tracing::warn!(channel = name, %error, "error while receiving delivery jobs; pulling again");
-                    break;
-                }
-            }
-        }
-    }
+    let intake = Intake {
+        room,
+        // Jobs go out as they come: no waiting for a sizeable pull.
+        sizeable: 1,
+        what: name,
+    };
+    let mut taker = ChannelTaker {
+        shared: &shared,
+        lanes: &lanes,
+        shutdown: &shutdown,
+    };
+    intake.run(&mut source, &shutdown, &mut taker).await;
     lanes.close();
     if tokio::time::timeout(settings.shutdown_grace, lanes.wait())
         .await
@@ -199,6 +154,37 @@ pub async fn run<C: Channel>(parts: StageParts<C>, settings: StageSettings, shut
     // waited for (its job comes back after AckWait).
     drop(shared);
     let _ = tokio::time::timeout(Duration::from_secs(1), sends).await;
+}
+
+/// The channel's side of its intake.
+struct ChannelTaker<'a> {
+    shared: &'a Arc<Shared>,
+    lanes: &'a TaskTracker,
+    shutdown: &'a CancellationToken,
+}
+
+impl Taker for ChannelTaker<'_> {
+    async fn ready(&mut self) -> bool {
+        // A channel that is down holds its jobs in the outbox, not in memory.
+        while self.shared.is_down() && !self.shutdown.is_cancelled() {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        let yielding = tokio::time::Instant::now();
+        while self.shared.store_is_draining() && yielding.elapsed() < LONGEST_YIELD {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        true
+    }
+
+    async fn take(&mut self, delivery: Delivery, permit: OwnedSemaphorePermit) {
+        dispatch(self.shared, self.lanes, delivery, permit).await;
+    }
 }
 
 async fn dispatch(

@@ -5,6 +5,7 @@ mod connection;
 mod connection_log;
 mod dead_letter;
 mod delivery;
+mod intake;
 mod jetstream;
 mod source;
 
@@ -13,6 +14,7 @@ pub use dead_letter::{
     DELIVERIES_DLQ_STREAM, DLQ_PREFIX, DLQ_STREAM, DeadLetters, RECIPIENTS_DLQ_STREAM, header as dlq_header,
 };
 pub use delivery::Delivery;
+pub use intake::{Intake, MAX_PULL, Taker};
 pub use jetstream::{
     ConsumerLimits, ConsumerRefused, RECIPIENTS_CONSUMER, RECIPIENTS_STREAM, ensure_consumer,
     ensure_consumer_on, ensure_recipients_stream, ensure_stream, existing_stream, publish,

@@ -8,7 +8,7 @@
 
 use super::retry::{RetryDecision, decide};
 use crate::domain::{Reason, Rejection};
-use crate::input::{DeadLetters, Delivery, Source};
+use crate::input::{DeadLetters, Delivery, Intake, Source, Taker};
 use crate::recipients::{
     Applied, PUSH_ADD, PUSH_REMOVE, REMOVE, RecipientPolicy, UPSERT, parse_recipient_event,
 };
@@ -16,7 +16,7 @@ use crate::store::RecipientStore;
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,9 +24,6 @@ use tokio_util::task::TaskTracker;
 /// notifications; this keeps a burst (a bulk import) from taking all the store's capacity.
 pub const RECIPIENT_IN_FLIGHT: usize = 32;
 
-/// At shutdown, how long the last pull may stay silent before the sync stops reading it
-/// (as the notifications' loop does).
-const QUIET_PULL_AT_SHUTDOWN: Duration = Duration::from_millis(250);
 /// A store failure hands the event back after this when shutdown interrupts its retries.
 const HAND_BACK_DELAY: Duration = Duration::from_secs(1);
 
@@ -70,6 +67,26 @@ impl RecipientOutcome {
     }
 }
 
+/// The sync's side of its intake: each event settled on its own task.
+struct SyncTaker<'a, S> {
+    sync: &'a Arc<Sync<S>>,
+    tasks: &'a TaskTracker,
+}
+
+impl<S: RecipientStore> Taker for SyncTaker<'_, S> {
+    async fn take(&mut self, delivery: Delivery, permit: OwnedSemaphorePermit) {
+        let sync = Arc::clone(self.sync);
+        self.tasks.spawn(async move {
+            let event_type = recipient_event_type(&delivery.subject);
+            let outcome = settle(&sync, &delivery).await;
+            if let Some(outcome) = outcome.label() {
+                sync.metrics.recipient_event(event_type, outcome);
+            }
+            drop(permit);
+        });
+    }
+}
+
 /// The `event_type` label of a recipients subject: the four events, or `other`.
 pub fn recipient_event_type(subject: &str) -> &'static str {
     match subject {
@@ -108,72 +125,16 @@ pub async fn run_recipient_sync<S: RecipientStore>(
     });
     let room = Arc::new(Semaphore::new(settings.in_flight.max(1)));
     let tasks = TaskTracker::new();
-    let mut pull_failures = 0u32;
-    'pulling: while !shutdown.is_cancelled() {
-        // Pull only what there is room for, so that no message ages against AckWait unseen.
-        let mut reserved = Vec::new();
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            permit = Arc::clone(&room).acquire_owned() => {
-                reserved.push(permit.expect("the semaphore is never closed"));
-            }
-        }
-        while let Ok(permit) = Arc::clone(&room).try_acquire_owned() {
-            reserved.push(permit);
-        }
-        let mut deliveries = match source.pull(reserved.len(), &shutdown).await {
-            Ok(deliveries) => deliveries,
-            Err(error) => {
-                pull_failures += 1;
-                tracing::warn!(%error, stream = "RECIPIENTS", "cannot pull from NATS; trying again");
-                let pause = Duration::from_millis(100 * u64::from(pull_failures.min(50)));
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => continue 'pulling,
-                    () = shutdown.cancelled() => break 'pulling,
-                }
-            }
-        };
-        pull_failures = 0;
-        // Read the pull to its end even during shutdown (what it delivers is processed
-        // rather than left to time out), unless it has gone quiet: then an idle worker stops
-        // at once instead of waiting for the pull to expire.
-        loop {
-            let next = futures::StreamExt::next(&mut deliveries);
-            let item = if shutdown.is_cancelled() {
-                match tokio::time::timeout(QUIET_PULL_AT_SHUTDOWN, next).await {
-                    Ok(item) => item,
-                    Err(_) => break,
-                }
-            } else {
-                tokio::select! {
-                    item = next => item,
-                    () = shutdown.cancelled() => continue,
-                }
-            };
-            let Some(item) = item else { break };
-            match item {
-                Ok(delivery) => {
-                    let permit = reserved
-                        .pop()
-                        .expect("a pull never yields more than it asked for");
-                    let sync = Arc::clone(&sync);
-                    tasks.spawn(async move {
-                        let event_type = recipient_event_type(&delivery.subject);
-                        let outcome = settle(&sync, &delivery).await;
-                        if let Some(outcome) = outcome.label() {
-                            sync.metrics.recipient_event(event_type, outcome);
-                        }
-                        drop(permit);
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, stream = "RECIPIENTS", "error while receiving from NATS; pulling again");
-                    break;
-                }
-            }
-        }
-    }
+    let intake = Intake {
+        room,
+        sizeable: 1,
+        what: "RECIPIENTS",
+    };
+    let mut taker = SyncTaker {
+        sync: &sync,
+        tasks: &tasks,
+    };
+    intake.run(&mut source, &shutdown, &mut taker).await;
     tasks.close();
     if tokio::time::timeout(settings.shutdown_grace, tasks.wait())
         .await

@@ -12,7 +12,7 @@ use crate::delivery::Announcer;
 use crate::domain::{
     Change, Decision, EventPolicy, Reason, Rejection, Timestamp, event_type_label, parse_event,
 };
-use crate::input::{DeadLetters, Delivery, Source};
+use crate::input::{DeadLetters, Delivery, Intake, MAX_PULL, Source, Taker};
 use crate::store::{ErrorKind, NotificationStore, Report, StoreError};
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
@@ -22,12 +22,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Most messages asked for in one pull request.
-const MAX_PULL: usize = 1024;
-/// At shutdown, how long the last pull may stay silent before the worker stops reading it.
-const QUIET_PULL_AT_SHUTDOWN: Duration = Duration::from_millis(250);
-/// Longest wait for more room before a pull under load (see the pull loop).
-const TOP_UP_WAIT: Duration = Duration::from_millis(2);
 /// Dead letters being published at once, at most. They run beside the pull loop (a slow
 /// dead-letter stream must not slow the valid events down); past this many, the pull loop
 /// waits, as it waits for room.
@@ -122,87 +116,17 @@ pub async fn run<S: NotificationStore>(
     let keep_alives = tokio::spawn(
         Arc::clone(&shared.held).keep_alive(shared.settings.ack_wait / 3, stop_keep_alives.clone()),
     );
-    let mut pull_failures = 0u32;
-
-    'pulling: loop {
-        // While the store is down for everyone, leave new messages in the stream.
-        shared.health.wait_until_writable(&shutdown).await;
-        // Backpressure: wait for room before asking the server for anything. `biased`:
-        // after a signal, shutdown wins even when room is free.
-        let first = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            permit = Arc::clone(&room).acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
-        let mut reserved = vec![first];
-        take_free_room(&room, &mut reserved);
-        // Under load, room comes back in bursts (a store commit settles many events at
-        // once): wait a moment for a sizeable pull rather than asking for a handful of
-        // messages at a time. When idle, all the room is free and nothing waits.
-        let sizeable = (shared.settings.in_flight / 4).clamp(1, MAX_PULL);
-        if reserved.len() < sizeable {
-            let top_up = async {
-                while reserved.len() < sizeable {
-                    let permit = Arc::clone(&room)
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed");
-                    reserved.push(permit);
-                    take_free_room(&room, &mut reserved);
-                }
-            };
-            let _ = tokio::time::timeout(TOP_UP_WAIT, top_up).await;
-        }
-        let mut deliveries = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            pulled = source.pull(reserved.len(), &shutdown) => match pulled {
-                Ok(deliveries) => deliveries,
-                Err(error) => {
-                    pull_failures += 1;
-                    tracing::warn!(%error, "cannot pull from NATS; trying again");
-                    let pause = Duration::from_millis(100 * u64::from(pull_failures.min(50)));
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => continue 'pulling,
-                        () = shutdown.cancelled() => break 'pulling,
-                    }
-                }
-            },
-        };
-        pull_failures = 0;
-        // Read the pull to its end even during shutdown (see `Source::pull`), unless it has
-        // gone quiet: then an idle worker stops at once instead of waiting for the pull to
-        // expire. A message the server sends after that comes back after AckWait.
-        loop {
-            let next = futures::StreamExt::next(&mut deliveries);
-            let item = if shutdown.is_cancelled() {
-                match tokio::time::timeout(QUIET_PULL_AT_SHUTDOWN, next).await {
-                    Ok(item) => item,
-                    Err(_) => break,
-                }
-            } else {
-                tokio::select! {
-                    item = next => item,
-                    // Re-enter with the timeout above as soon as shutdown begins.
-                    () = shutdown.cancelled() => continue,
-                }
-            };
-            match item {
-                Some(Ok(delivery)) => {
-                    let permit = reserved
-                        .pop()
-                        .expect("a pull never yields more than it asked for");
-                    dispatch(&shared, &lanes, delivery, permit).await;
-                }
-                // Never end silently: log and pull again.
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "error while receiving from NATS; pulling again");
-                    break;
-                }
-                None => break,
-            }
-        }
-    }
+    let intake = Intake {
+        room: Arc::clone(&room),
+        sizeable: (shared.settings.in_flight / 4).clamp(1, MAX_PULL),
+        what: "notifications",
+    };
+    let mut taker = StoreTaker {
+        shared: &shared,
+        lanes: &lanes,
+        shutdown: &shutdown,
+    };
+    intake.run(&mut source, &shutdown, &mut taker).await;
 
     lanes.close();
     if tokio::time::timeout(grace, lanes.wait()).await.is_err() {
@@ -216,13 +140,22 @@ pub async fn run<S: NotificationStore>(
     let _ = keep_alives.await;
 }
 
-/// Adds every permit free right now, up to one pull's worth.
-fn take_free_room(room: &Arc<Semaphore>, reserved: &mut Vec<OwnedSemaphorePermit>) {
-    while reserved.len() < MAX_PULL {
-        match Arc::clone(room).try_acquire_owned() {
-            Ok(permit) => reserved.push(permit),
-            Err(_) => break,
-        }
+/// The store stage's side of its intake.
+struct StoreTaker<'a, S> {
+    shared: &'a Arc<Shared<S>>,
+    lanes: &'a TaskTracker,
+    shutdown: &'a CancellationToken,
+}
+
+impl<S: NotificationStore> Taker for StoreTaker<'_, S> {
+    async fn ready(&mut self) -> bool {
+        // While the store is down for everyone, leave new messages in the stream.
+        self.shared.health.wait_until_writable(self.shutdown).await;
+        true
+    }
+
+    async fn take(&mut self, delivery: Delivery, permit: OwnedSemaphorePermit) {
+        dispatch(self.shared, self.lanes, delivery, permit).await;
     }
 }
 
