@@ -6,7 +6,7 @@
 //! - [`outbox`]: the stream, and the store stage's side (announce before acking the event).
 //! - [`stage`]: a channel's consumer: order per notification, retries, dead letters.
 //! - [`channel`]: the contract every channel keeps, and what a failed send becomes.
-//! - one file per channel: [`pusher`], [`nats`], [`webhook`].
+//! - one file per channel: [`pusher`], [`nats`], [`webhook`]; personal: [`webpush`].
 
 mod ack_floor;
 pub mod channel;
@@ -18,6 +18,7 @@ pub mod pusher;
 pub mod stage;
 pub mod template;
 pub mod webhook;
+pub mod webpush;
 pub mod wording;
 
 pub use channel::{Channel, ChannelName, Failure, SendError};
@@ -27,6 +28,7 @@ pub use outbox::{Announcer, OUTBOX_STREAM};
 use nats::{NatsChannel, NatsRealtimeSettings};
 use pusher::{PusherChannel, PusherSettings};
 use webhook::{WebhookChannel, WebhookSettings};
+use webpush::WebPushSettings;
 
 /// The channels turned on by configuration, and how the stage treats them.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +36,8 @@ pub struct DeliverySettings {
     pub pusher: Option<PusherSettings>,
     pub nats: Option<NatsRealtimeSettings>,
     pub webhook: Option<WebhookSettings>,
+    /// Personal channel `webpush` (a `Messenger`, not one of the stage's `Channel`s).
+    pub webpush: Option<WebPushSettings>,
     /// `DELIVERY_MAX_ATTEMPTS`: a job still failing after this many sends is dead-lettered.
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: sends in flight at once, per channel.

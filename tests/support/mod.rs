@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod raw;
 pub mod sockudo;
+pub mod web_push_testing;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader, Read};
