@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite starts by itself: nats-server, prometheus (the server that
 # scrapes the worker, and promtool for the alert rules' tests), the pinned dynalite
-# (a DynamoDB-compatible server on Node.js) and the pinned sockudo (a Pusher-protocol server). Safe to run again; does nothing when all is there.
+# (a DynamoDB-compatible server on Node.js), the pinned web-push-testing (a Web Push
+# service) and the pinned sockudo (a Pusher-protocol server). Safe to run again; does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +22,11 @@ command -v nats-server >/dev/null || apt_install nats-server nats-server
 command -v node >/dev/null || apt_install node nodejs
 command -v npm >/dev/null || apt_install npm npm
 
-# dynalite, exactly as pinned in tests/dynalite/package-lock.json.
+# dynalite and web-push-testing, exactly as pinned in tests/dynalite/package-lock.json.
 lock=tests/dynalite/package-lock.json
 stamp=tests/dynalite/node_modules/.package-lock.json
-if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
-  echo "installing the pinned dynalite (npm ci)" >&2
+if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ ! -f tests/dynalite/node_modules/web-push-testing/package.json ]; then
+  echo "installing the pinned dynalite and web-push-testing (npm ci)" >&2
   npm ci --prefix tests/dynalite --no-audit --no-fund --loglevel=error
 fi
 

@@ -66,6 +66,8 @@ pub struct RawDelivery {
     /// Most directory entries kept in memory (0: none, every send reads the store).
     #[arg(long, env = "RECIPIENT_CACHE_SIZE", default_value = "100000", global = true)]
     pub recipient_cache_size: String,
+    #[command(flatten)]
+    pub webpush: super::webpush::RawWebPush,
 }
 
 /// A digest window: at most a week (the digest stream deduplicates over the window, and
@@ -143,6 +145,7 @@ pub fn parse(raw: &RawDelivery, environment: Environment) -> Result<DeliverySett
             }),
         },
         webhook: parse_webhook(raw, environment)?,
+        webpush: super::webpush::parse(&raw.webpush)?,
         max_attempts: match raw.delivery_max_attempts.trim().parse::<u32>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
@@ -323,6 +326,7 @@ impl Default for RawDelivery {
             push_digest_window: "15m".into(),
             recipient_cache_ttl: "10s".into(),
             recipient_cache_size: "100000".into(),
+            webpush: Default::default(),
         }
     }
 }

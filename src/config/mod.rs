@@ -7,6 +7,7 @@
 mod dead_letters;
 pub mod delivery;
 mod nats;
+pub mod webpush;
 
 pub use dead_letters::DeadLetterSettings;
 pub use nats::{NatsAuth, NatsTls, Secret};

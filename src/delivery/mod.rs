@@ -6,7 +6,7 @@
 //! - [`outbox`]: the stream, and the store stage's side (announce before acking the event).
 //! - [`stage`]: a channel's consumer: order per notification, retries, dead letters.
 //! - [`channel`]: the contract every channel keeps, and what a failed send becomes.
-//! - one file per channel: [`pusher`], [`nats`], [`webhook`].
+//! - one file per channel: [`pusher`], [`nats`], [`webhook`]; personal: [`webpush`].
 
 mod ack_floor;
 pub mod channel;
@@ -20,6 +20,7 @@ pub mod pusher;
 pub mod stage;
 pub mod template;
 pub mod webhook;
+pub mod webpush;
 pub mod wording;
 
 pub use channel::{Channel, ChannelName, Failure, SendError};
@@ -29,6 +30,7 @@ pub use outbox::{Announcer, OUTBOX_STREAM};
 use nats::{NatsChannel, NatsRealtimeSettings};
 use pusher::{PusherChannel, PusherSettings};
 use webhook::{WebhookChannel, WebhookSettings};
+use webpush::WebPushSettings;
 
 /// The channels turned on by configuration, and how the stage treats them.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +38,8 @@ pub struct DeliverySettings {
     pub pusher: Option<PusherSettings>,
     pub nats: Option<NatsRealtimeSettings>,
     pub webhook: Option<WebhookSettings>,
+    /// Personal channel `webpush` (a `Messenger`, not one of the stage's `Channel`s).
+    pub webpush: Option<WebPushSettings>,
     /// `DELIVERY_MAX_ATTEMPTS`: a job still failing after this many sends is dead-lettered.
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: sends in flight at once, per channel.
@@ -58,6 +62,9 @@ impl DeliverySettings {
         }
         if self.webhook.is_some() {
             names.push(ChannelName::Webhook);
+        }
+        if self.webpush.is_some() {
+            names.push(ChannelName::Webpush);
         }
         names
     }
@@ -220,9 +227,16 @@ async fn start_personal(
     name: ChannelName,
     people: &std::sync::Arc<personal::People>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let _ = (start, people);
-    // TODO(merge): one arm per messenger.
-    anyhow::bail!("channel {name} is not built yet")
+    let missing = || anyhow::anyhow!("channel {name} is enabled without its settings");
+    match name {
+        ChannelName::Webpush => {
+            let settings = start.settings.webpush.as_ref().ok_or_else(missing)?;
+            start
+                .personal(name, webpush::WebPushMessenger::new(settings)?, people)
+                .await
+        }
+        _ => anyhow::bail!("channel {name} is not built yet"),
+    }
 }
 
 /// What starting a channel's consumers takes.

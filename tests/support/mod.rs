@@ -6,6 +6,7 @@ pub mod channel;
 pub mod raw;
 pub mod smtp;
 pub mod sockudo;
+pub mod web_push_testing;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader, Read};
