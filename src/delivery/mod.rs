@@ -7,10 +7,16 @@
 //! - [`stage`]: a channel's consumer: order per notification, retries, dead letters.
 //! - [`channel`]: the contract every channel keeps, and what a failed send becomes.
 //! - one file per channel: [`pusher`], [`nats`], [`webhook`].
+//! - mobile push ([`messenger::Messenger`]s): [`fcm`], [`apns`], with [`jwt`] (their signed
+//!   tokens) and [`alert`] (what a phone shows).
 
 mod ack_floor;
+pub mod alert;
+pub mod apns;
 pub mod channel;
+pub mod fcm;
 pub mod job;
+pub mod jwt;
 pub mod messenger;
 pub mod nats;
 pub mod outbox;
@@ -34,6 +40,10 @@ pub struct DeliverySettings {
     pub pusher: Option<PusherSettings>,
     pub nats: Option<NatsRealtimeSettings>,
     pub webhook: Option<WebhookSettings>,
+    /// Channel `fcm` (a personal channel, sent through the recipient directory).
+    pub fcm: Option<fcm::FcmSettings>,
+    /// Channel `apns` (a personal channel, sent through the recipient directory).
+    pub apns: Option<apns::ApnsSettings>,
     /// `DELIVERY_MAX_ATTEMPTS`: a job still failing after this many sends is dead-lettered.
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: sends in flight at once, per channel.
