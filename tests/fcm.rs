@@ -355,9 +355,9 @@ async fn one_access_token_serves_concurrent_and_later_sends() {
 
 #[tokio::test]
 async fn the_access_token_is_renewed_before_it_expires() {
-    // Tokens that live 2 s are renewed after 1 s (halfway); the server refuses expired ones,
+    // Tokens that live 4 s are renewed after 2 s (halfway); the server refuses expired ones,
     // so every send succeeding shows the renewal came in time.
-    let fixture = start(2).await;
+    let fixture = start(4).await;
     fixture.send().await.unwrap();
     assert_eq!(fixture.token_requests(), 1);
     eventually("a second access token", || async {
