@@ -21,6 +21,8 @@ command -v nats-server >/dev/null || apt_install nats-server nats-server
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || apt_install prometheus prometheus
 command -v node >/dev/null || apt_install node nodejs
 command -v npm >/dev/null || apt_install npm npm
+# tests/fcm.rs and tests/apns.rs generate their RSA and P-256 keys with the openssl CLI.
+command -v openssl >/dev/null || apt_install openssl openssl
 
 # dynalite and web-push-testing, exactly as pinned in tests/dynalite/package-lock.json.
 lock=tests/dynalite/package-lock.json

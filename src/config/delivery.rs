@@ -68,6 +68,8 @@ pub struct RawDelivery {
     pub recipient_cache_size: String,
     #[command(flatten)]
     pub webpush: super::webpush::RawWebPush,
+    #[command(flatten)]
+    pub mobile: super::mobile::RawMobile,
 }
 
 /// A digest window: at most a week (the digest stream deduplicates over the window, and
@@ -146,6 +148,8 @@ pub fn parse(raw: &RawDelivery, environment: Environment) -> Result<DeliverySett
         },
         webhook: parse_webhook(raw, environment)?,
         webpush: super::webpush::parse(&raw.webpush)?,
+        fcm: super::mobile::parse_fcm(&raw.mobile, environment)?,
+        apns: super::mobile::parse_apns(&raw.mobile, environment)?,
         max_attempts: match raw.delivery_max_attempts.trim().parse::<u32>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
@@ -327,6 +331,7 @@ impl Default for RawDelivery {
             recipient_cache_ttl: "10s".into(),
             recipient_cache_size: "100000".into(),
             webpush: Default::default(),
+            mobile: super::mobile::RawMobile::default(),
         }
     }
 }

@@ -6,12 +6,19 @@
 //! - [`outbox`]: the stream, and the store stage's side (announce before acking the event).
 //! - [`stage`]: a channel's consumer: order per notification, retries, dead letters.
 //! - [`channel`]: the contract every channel keeps, and what a failed send becomes.
-//! - one file per channel: [`pusher`], [`nats`], [`webhook`]; personal: [`webpush`].
+//! - one file per channel: [`pusher`], [`nats`], [`webhook`].
+//! - personal channels ([`messenger::Messenger`]s, run by [`personal`] with [`digest`]):
+//!   [`webpush`], [`fcm`], [`apns`], with [`jwt`] (their signed tokens) and [`alert`]
+//!   (what a phone shows).
 
 mod ack_floor;
+pub mod alert;
+pub mod apns;
 pub mod channel;
 pub mod digest;
+pub mod fcm;
 pub mod job;
+pub mod jwt;
 pub mod messenger;
 pub mod nats;
 pub mod outbox;
@@ -40,6 +47,10 @@ pub struct DeliverySettings {
     pub webhook: Option<WebhookSettings>,
     /// Personal channel `webpush` (a `Messenger`, not one of the stage's `Channel`s).
     pub webpush: Option<WebPushSettings>,
+    /// Channel `fcm` (a personal channel, sent through the recipient directory).
+    pub fcm: Option<fcm::FcmSettings>,
+    /// Channel `apns` (a personal channel, sent through the recipient directory).
+    pub apns: Option<apns::ApnsSettings>,
     /// `DELIVERY_MAX_ATTEMPTS`: a job still failing after this many sends is dead-lettered.
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: sends in flight at once, per channel.
@@ -65,6 +76,12 @@ impl DeliverySettings {
         }
         if self.webpush.is_some() {
             names.push(ChannelName::Webpush);
+        }
+        if self.fcm.is_some() {
+            names.push(ChannelName::Fcm);
+        }
+        if self.apns.is_some() {
+            names.push(ChannelName::Apns);
         }
         names
     }
@@ -233,6 +250,18 @@ async fn start_personal(
             let settings = start.settings.webpush.as_ref().ok_or_else(missing)?;
             start
                 .personal(name, webpush::WebPushMessenger::new(settings)?, people)
+                .await
+        }
+        ChannelName::Fcm => {
+            let settings = start.settings.fcm.clone().ok_or_else(missing)?;
+            start
+                .personal(name, fcm::FcmMessenger::new(settings)?, people)
+                .await
+        }
+        ChannelName::Apns => {
+            let settings = start.settings.apns.clone().ok_or_else(missing)?;
+            start
+                .personal(name, apns::ApnsMessenger::new(settings)?, people)
                 .await
         }
         _ => anyhow::bail!("channel {name} is not built yet"),

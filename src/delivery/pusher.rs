@@ -154,7 +154,7 @@ impl PusherChannel {
 }
 
 /// reqwest's error with its causes ("error sending request" alone says little).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
