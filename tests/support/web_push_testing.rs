@@ -32,6 +32,8 @@ pub struct Subscription {
 
 impl WebPushTesting {
     pub fn start() -> WebPushTesting {
+        // Its client is reqwest with rustls, which needs the process's crypto provider.
+        notification_worker::input::install_tls_provider();
         let node = require_program("node", "install Node.js 20 (apt-get install nodejs npm)");
         let server =
             Path::new(MANIFEST_DIR).join("tests/dynalite/node_modules/web-push-testing/src/bin/server.js");
