@@ -8,6 +8,7 @@
 mod support;
 
 mod ceilings;
+mod personal;
 mod chart;
 mod process;
 mod report;
@@ -26,6 +27,8 @@ pub struct Sizes {
     /// Commit-to-WebSocket: seconds at `latency_rate`, and owners (channels) subscribed.
     pub websocket_seconds: u64,
     pub websocket_owners: usize,
+    /// Owners (one message each) of the personal channels' throughput runs.
+    pub personal_owners: usize,
 }
 
 impl Sizes {
@@ -44,6 +47,7 @@ impl Sizes {
             latency_rate: 1000,
             websocket_seconds: ((10.0 * scale) as u64).max(3),
             websocket_owners: 20,
+            personal_owners: scaled(2_000.0),
         }
     }
 }
@@ -160,6 +164,13 @@ async fn run_all(sizes: Sizes) -> Report {
                 median(&ons, runs::Drain::server_cpu_seconds_per_100k),
                 on_rate / off_rate
             );
+            std::process::exit(0);
+        }
+        Ok("personal") => {
+            for receiver in [personal::Receiver::Email, personal::Receiver::Webpush] {
+                let rate = personal::throughput(receiver, sizes.personal_owners).await;
+                eprintln!("{receiver:?}: {:.0} messages/s ({} owners)", rate.per_second(), rate.events);
+            }
             std::process::exit(0);
         }
         Ok("latency") => {
@@ -281,6 +292,19 @@ async fn run_all(sizes: Sizes) -> Report {
         )
         .await,
     );
+    // Personal channels: REPEATS runs each, the median kept.
+    for receiver in [personal::Receiver::Email, personal::Receiver::Webpush] {
+        let mut rates = Vec::new();
+        for round in 1..=REPEATS {
+            step(&format!("round {round}/{REPEATS}: worker: {receiver:?} messages to a local receiver"));
+            rates.push(personal::throughput(receiver, sizes.personal_owners).await);
+        }
+        let rate = median_rate(rates);
+        match receiver {
+            personal::Receiver::Email => report.emails = Some(rate),
+            personal::Receiver::Webpush => report.web_pushes = Some(rate),
+        }
+    }
     for concurrency in CONCURRENCY {
         step(&format!(
             "worker: SQLite drain at WORKER_CONCURRENCY={concurrency}"

@@ -22,6 +22,9 @@ pub struct Report {
     /// the deliveries (the run with the median deliveries per second).
     pub deliveries: Option<(f64, f64, f64)>,
     pub websocket_latency: Option<Latency>,
+    /// Emails per second to aiosmtpd, and Web Push messages per second to web-push-testing.
+    pub emails: Option<Rate>,
+    pub web_pushes: Option<Rate>,
     pub sweep: Vec<(usize, f64)>,
     pub rss_large: Option<Drain>,
     pub total: Duration,
@@ -51,6 +54,8 @@ impl Report {
             sqlite_drain_delivery: None,
             deliveries: None,
             websocket_latency: None,
+            emails: None,
+            web_pushes: None,
             sweep: Vec::new(),
             rss_large: None,
             total: Duration::ZERO,
@@ -159,7 +164,7 @@ impl Report {
     /// The delivery stage's rows: its cost to the store drain, its rate, its latency.
     fn delivery_markdown(&self, out: &mut String) {
         let (sqlite_n, ..) = self.sizes;
-        if self.sqlite_drain_delivery.is_none() && self.websocket_latency.is_none() {
+        if self.sqlite_drain_delivery.is_none() && self.websocket_latency.is_none() && self.emails.is_none() {
             return;
         }
         let _ = writeln!(
@@ -195,6 +200,19 @@ impl Report {
                 ms(latency.p99),
                 ms(latency.p999)
             );
+        }
+        for (rate, what) in [
+            (&self.emails, "emails to aiosmtpd (SMTP, one connection pool)"),
+            (&self.web_pushes, "Web Push messages to web-push-testing (encrypted, VAPID-signed)"),
+        ] {
+            if let Some(rate) = rate {
+                let _ = writeln!(
+                    out,
+                    "| {what}, {} owners, one instant message each, from the first event published to the channel's ack floor at the outbox's end | {:.0} messages/s | | | |",
+                    rate.events,
+                    rate.per_second()
+                );
+            }
         }
     }
 }

@@ -213,19 +213,47 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
     }
 }
 
-/// Waits until channel `pusher`'s consumer has nothing pending, nothing waiting for an ack,
-/// and its ack floor at the outbox's last sequence, with at least `jobs` jobs in the outbox
-/// (the store drain is over when this is called, so every job has been announced).
+/// Waits until channel `pusher`'s consumer has delivered the whole outbox (see
+/// [`wait_for_channel`]); sockudo's log explains a timeout.
 async fn wait_for_deliveries(js: &async_nats::jetstream::Context, jobs: usize, sockudo: &Sockudo) {
-    use async_nats::jetstream::consumer::PullConsumer;
-    let mut outbox = js
-        .get_stream(notification_worker::delivery::OUTBOX_STREAM)
-        .await
-        .unwrap();
-    let name =
-        notification_worker::delivery::consumer_name(notification_worker::delivery::ChannelName::Pusher);
-    let mut consumer: PullConsumer = outbox.get_consumer(&name).await.unwrap();
+    let channel = notification_worker::delivery::ChannelName::Pusher;
+    if let Err(problem) = channel_settled(js, channel, jobs).await {
+        panic!("{problem}; sockudo log:\n{}", sockudo.log());
+    }
+}
+
+/// Waits until `channel`'s consumer has nothing pending, nothing waiting for an ack, and its
+/// ack floor at the outbox's last sequence, with at least `jobs` jobs in the outbox.
+pub async fn wait_for_channel(
+    js: &async_nats::jetstream::Context,
+    channel: notification_worker::delivery::ChannelName,
+    jobs: usize,
+) {
+    if let Err(problem) = channel_settled(js, channel, jobs).await {
+        panic!("{problem}");
+    }
+}
+
+async fn channel_settled(
+    js: &async_nats::jetstream::Context,
+    channel: notification_worker::delivery::ChannelName,
+    jobs: usize,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(900);
+    // The outbox and the consumer appear once the worker has stored its first event.
+    let (mut outbox, mut consumer) = loop {
+        let outbox = js.get_stream(notification_worker::delivery::OUTBOX_STREAM).await;
+        if let Ok(outbox) = outbox {
+            let name = notification_worker::delivery::consumer_name(channel);
+            if let Ok(consumer) = outbox.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name).await {
+                break (outbox, consumer);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no outbox consumer for channel {channel}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     loop {
         let last = outbox.info().await.unwrap().state.last_sequence;
         let info = consumer.info().await.unwrap();
@@ -234,16 +262,14 @@ async fn wait_for_deliveries(js: &async_nats::jetstream::Context, jobs: usize, s
             && info.num_ack_pending == 0
             && info.ack_floor.stream_sequence == last
         {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the pusher channel did not deliver {jobs} jobs (outbox at {last}, ack floor {}, pending {}, ack pending {}); sockudo log:\n{}",
-            info.ack_floor.stream_sequence,
-            info.num_pending,
-            info.num_ack_pending,
-            sockudo.log()
-        );
+        if Instant::now() > deadline {
+            return Err(format!(
+                "channel {channel} did not deliver {jobs} jobs (outbox at {last}, ack floor {}, pending {}, ack pending {})",
+                info.ack_floor.stream_sequence, info.num_pending, info.num_ack_pending
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
