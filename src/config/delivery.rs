@@ -57,6 +57,8 @@ pub struct RawDelivery {
     /// (channels email, push, webpush, fcm, apns; e.g. email=digest,push=instant,email.reply.post=instant).
     #[arg(long, env = "NOTIFY_DEFAULTS", default_value = DEFAULT_NOTIFY_DEFAULTS, global = true)]
     pub notify_defaults: String,
+    #[command(flatten)]
+    pub email: super::email::RawEmail,
 }
 
 /// `NOTIFY_DEFAULTS`: what each channel does for people who set no preference.
@@ -92,6 +94,7 @@ pub fn parse(raw: &RawDelivery, environment: Environment) -> Result<DeliverySett
             }),
         },
         webhook: parse_webhook(raw, environment)?,
+        email: super::email::parse(&raw.email, environment)?,
         max_attempts: match raw.delivery_max_attempts.trim().parse::<u32>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
@@ -267,6 +270,7 @@ impl Default for RawDelivery {
             delivery_max_attempts: "10".into(),
             delivery_concurrency: "32".into(),
             notify_defaults: DEFAULT_NOTIFY_DEFAULTS.into(),
+            email: super::email::RawEmail::default(),
         }
     }
 }

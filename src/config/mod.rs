@@ -6,6 +6,7 @@
 
 mod dead_letters;
 pub mod delivery;
+pub mod email;
 mod nats;
 
 pub use dead_letters::DeadLetterSettings;

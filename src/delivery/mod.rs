@@ -6,10 +6,11 @@
 //! - [`outbox`]: the stream, and the store stage's side (announce before acking the event).
 //! - [`stage`]: a channel's consumer: order per notification, retries, dead letters.
 //! - [`channel`]: the contract every channel keeps, and what a failed send becomes.
-//! - one file per channel: [`pusher`], [`nats`], [`webhook`].
+//! - one file per channel: [`pusher`], [`nats`], [`webhook`]; personal channels: [`email`].
 
 mod ack_floor;
 pub mod channel;
+pub mod email;
 pub mod job;
 pub mod messenger;
 pub mod nats;
@@ -34,6 +35,8 @@ pub struct DeliverySettings {
     pub pusher: Option<PusherSettings>,
     pub nats: Option<NatsRealtimeSettings>,
     pub webhook: Option<WebhookSettings>,
+    /// Channel `email` (a personal channel: sent by `personal.rs`, not by the outbox stage).
+    pub email: Option<email::EmailSettings>,
     /// `DELIVERY_MAX_ATTEMPTS`: a job still failing after this many sends is dead-lettered.
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: sends in flight at once, per channel.
