@@ -123,7 +123,7 @@ impl Aiosmtpd {
         self.dir.path().join("mail")
     }
 
-    /// The messages stored so far, raw, oldest first.
+    /// The messages stored so far, raw (by file time, then name: not a reliable order).
     pub fn messages(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.mailbox().join("new")) else {
             return Vec::new();
