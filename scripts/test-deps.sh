@@ -2,7 +2,8 @@
 # Installs what the test suite starts by itself: nats-server, prometheus (the server that
 # scrapes the worker, and promtool for the alert rules' tests), the pinned dynalite
 # (a DynamoDB-compatible server on Node.js), the pinned web-push-testing (a Web Push
-# service) and the pinned sockudo (a Pusher-protocol server). Safe to run again; does nothing when all is there.
+# service), the pinned sockudo (a Pusher-protocol server) and the pinned aiosmtpd (an SMTP
+# server on Python). Safe to run again; does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,4 +42,17 @@ if [ ! -x "$sockudo" ] || [ "$("$sockudo" --version 2>/dev/null)" != "sockudo $s
   command -v protoc >/dev/null || apt_install protoc protobuf-compiler
   echo "installing sockudo $sockudo_version (cargo install; takes several minutes)" >&2
   cargo install sockudo --version "$sockudo_version" --locked --no-default-features --features local
+fi
+
+# aiosmtpd, the SMTP server tests/email.rs sends to (it stores each message as a file), in a
+# venv of its own at a fixed place the tests look in (tests/support/aiosmtpd.rs; override
+# with AIOSMTPD_PYTHON). Needs python3 with venv.
+aiosmtpd_version=1.4.6
+aiosmtpd_venv="${XDG_DATA_HOME:-$HOME/.local/share}/notification-worker/aiosmtpd"
+if [ "$("$aiosmtpd_venv/bin/python" -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null)" != "$aiosmtpd_version" ]; then
+  command -v python3 >/dev/null || apt_install python3 python3
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv python3-venv
+  echo "installing aiosmtpd $aiosmtpd_version in $aiosmtpd_venv" >&2
+  python3 -m venv "$aiosmtpd_venv"
+  "$aiosmtpd_venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$aiosmtpd_version"
 fi

@@ -8,8 +8,8 @@
 mod support;
 
 mod ceilings;
-mod personal;
 mod chart;
+mod personal;
 mod process;
 mod report;
 mod runs;
@@ -169,7 +169,11 @@ async fn run_all(sizes: Sizes) -> Report {
         Ok("personal") => {
             for receiver in [personal::Receiver::Email, personal::Receiver::Webpush] {
                 let rate = personal::throughput(receiver, sizes.personal_owners).await;
-                eprintln!("{receiver:?}: {:.0} messages/s ({} owners)", rate.per_second(), rate.events);
+                eprintln!(
+                    "{receiver:?}: {:.0} messages/s ({} owners)",
+                    rate.per_second(),
+                    rate.events
+                );
             }
             std::process::exit(0);
         }
@@ -296,7 +300,9 @@ async fn run_all(sizes: Sizes) -> Report {
     for receiver in [personal::Receiver::Email, personal::Receiver::Webpush] {
         let mut rates = Vec::new();
         for round in 1..=REPEATS {
-            step(&format!("round {round}/{REPEATS}: worker: {receiver:?} messages to a local receiver"));
+            step(&format!(
+                "round {round}/{REPEATS}: worker: {receiver:?} messages to a local receiver"
+            ));
             rates.push(personal::throughput(receiver, sizes.personal_owners).await);
         }
         let rate = median_rate(rates);

@@ -6,7 +6,7 @@
 //! checked afterwards.
 
 use super::ceilings::Rate;
-use super::support::smtp::SmtpServer;
+use super::support::aiosmtpd::Aiosmtpd;
 use super::support::web_push_testing::{Subscription, WebPushTesting};
 use super::support::{NatsServer, Worker, base_env, publish};
 use serde_json::json;
@@ -58,7 +58,7 @@ pub async fn throughput(receiver: Receiver, owners: usize) -> Rate {
     let mut subscriptions: Vec<Subscription> = Vec::new();
     match receiver {
         Receiver::Email => {
-            let server = SmtpServer::start();
+            let server = Aiosmtpd::start();
             env.extend([
                 ("SMTP_URL", server.url()),
                 ("EMAIL_FROM", "Exobook <notifications@exobook.example>".to_owned()),
@@ -73,10 +73,12 @@ pub async fn throughput(receiver: Receiver, owners: usize) -> Rate {
                 .status()
                 .unwrap();
             assert!(made.success());
-            let settings = notification_worker::config::webpush::parse(&notification_worker::config::webpush::RawWebPush {
-                webpush_vapid_private_key_file: Some(key.display().to_string()),
-                webpush_subject: Some("mailto:ops@example.com".to_owned()),
-            })
+            let settings = notification_worker::config::webpush::parse(
+                &notification_worker::config::webpush::RawWebPush {
+                    webpush_vapid_private_key_file: Some(key.display().to_string()),
+                    webpush_subject: Some("mailto:ops@example.com".to_owned()),
+                },
+            )
             .unwrap()
             .unwrap();
             let server = WebPushTesting::start();
@@ -126,7 +128,7 @@ pub async fn throughput(receiver: Receiver, owners: usize) -> Rate {
     let took = started.elapsed();
 
     let received = match receiver {
-        Receiver::Email => smtp.as_ref().unwrap().mails().len(),
+        Receiver::Email => smtp.as_ref().unwrap().messages().len(),
         Receiver::Webpush => {
             let server = push_service.as_ref().unwrap();
             let mut received = 0;

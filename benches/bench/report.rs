@@ -203,7 +203,10 @@ impl Report {
         }
         for (rate, what) in [
             (&self.emails, "emails to aiosmtpd (SMTP, one connection pool)"),
-            (&self.web_pushes, "Web Push messages to web-push-testing (encrypted, VAPID-signed)"),
+            (
+                &self.web_pushes,
+                "Web Push messages to web-push-testing (encrypted, VAPID-signed)",
+            ),
         ] {
             if let Some(rate) = rate {
                 let _ = writeln!(

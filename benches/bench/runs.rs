@@ -245,7 +245,10 @@ async fn channel_settled(
         let outbox = js.get_stream(notification_worker::delivery::OUTBOX_STREAM).await;
         if let Ok(outbox) = outbox {
             let name = notification_worker::delivery::consumer_name(channel);
-            if let Ok(consumer) = outbox.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name).await {
+            if let Ok(consumer) = outbox
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
+                .await
+            {
                 break (outbox, consumer);
             }
         }

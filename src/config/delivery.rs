@@ -70,6 +70,8 @@ pub struct RawDelivery {
     pub webpush: super::webpush::RawWebPush,
     #[command(flatten)]
     pub mobile: super::mobile::RawMobile,
+    #[command(flatten)]
+    pub email: super::email::RawEmail,
 }
 
 /// A digest window: at most a week (the digest stream deduplicates over the window, and
@@ -150,6 +152,7 @@ pub fn parse(raw: &RawDelivery, environment: Environment) -> Result<DeliverySett
         webpush: super::webpush::parse(&raw.webpush)?,
         fcm: super::mobile::parse_fcm(&raw.mobile, environment)?,
         apns: super::mobile::parse_apns(&raw.mobile, environment)?,
+        email: super::email::parse(&raw.email, environment)?,
         max_attempts: match raw.delivery_max_attempts.trim().parse::<u32>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
@@ -332,6 +335,7 @@ impl Default for RawDelivery {
             recipient_cache_size: "100000".into(),
             webpush: Default::default(),
             mobile: super::mobile::RawMobile::default(),
+            email: super::email::RawEmail::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod dead_letters;
 pub mod delivery;
+pub mod email;
 pub mod mobile;
 mod nats;
 pub mod webpush;

@@ -8,7 +8,7 @@
 //! - [`channel`]: the contract every channel keeps, and what a failed send becomes.
 //! - one file per channel: [`pusher`], [`nats`], [`webhook`].
 //! - personal channels ([`messenger::Messenger`]s, run by [`personal`] with [`digest`]):
-//!   [`webpush`], [`fcm`], [`apns`], with [`jwt`] (their signed tokens) and [`alert`]
+//!   [`email`], [`webpush`], [`fcm`], [`apns`], with [`jwt`] (their signed tokens) and [`alert`]
 //!   (what a phone shows).
 
 mod ack_floor;
@@ -16,6 +16,7 @@ pub mod alert;
 pub mod apns;
 pub mod channel;
 pub mod digest;
+pub mod email;
 pub mod fcm;
 pub mod job;
 pub mod jwt;
@@ -51,6 +52,8 @@ pub struct DeliverySettings {
     pub fcm: Option<fcm::FcmSettings>,
     /// Channel `apns` (a personal channel, sent through the recipient directory).
     pub apns: Option<apns::ApnsSettings>,
+    /// Channel `email` (a personal channel: sent by `personal.rs`, not by the outbox stage).
+    pub email: Option<email::EmailSettings>,
     /// `DELIVERY_MAX_ATTEMPTS`: a job still failing after this many sends is dead-lettered.
     pub max_attempts: u32,
     /// `DELIVERY_CONCURRENCY`: sends in flight at once, per channel.
@@ -73,6 +76,9 @@ impl DeliverySettings {
         }
         if self.webhook.is_some() {
             names.push(ChannelName::Webhook);
+        }
+        if self.email.is_some() {
+            names.push(ChannelName::Email);
         }
         if self.webpush.is_some() {
             names.push(ChannelName::Webpush);
@@ -111,8 +117,9 @@ impl DeliverySettings {
     }
 
     fn email_digest_window(&self) -> std::time::Duration {
-        // TODO(merge): the email settings' EMAIL_DIGEST_WINDOW.
-        self.push_digest_window
+        self.email
+            .as_ref()
+            .map_or(self.push_digest_window, |email| email.digest_window)
     }
 
     /// The channel `name`, built from its settings (`None` when it is not configured).
@@ -246,6 +253,12 @@ async fn start_personal(
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let missing = || anyhow::anyhow!("channel {name} is enabled without its settings");
     match name {
+        ChannelName::Email => {
+            let settings = start.settings.email.as_ref().ok_or_else(missing)?;
+            start
+                .personal(name, email::EmailMessenger::new(settings)?, people)
+                .await
+        }
         ChannelName::Webpush => {
             let settings = start.settings.webpush.as_ref().ok_or_else(missing)?;
             start
@@ -264,7 +277,7 @@ async fn start_personal(
                 .personal(name, apns::ApnsMessenger::new(settings)?, people)
                 .await
         }
-        _ => anyhow::bail!("channel {name} is not built yet"),
+        _ => anyhow::bail!("channel {name} is not a personal channel"),
     }
 }
 

@@ -2,9 +2,9 @@
 //! binary as a child process, and waiting for conditions with deadlines (never fixed sleeps).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod aiosmtpd;
 pub mod channel;
 pub mod raw;
-pub mod smtp;
 pub mod sockudo;
 pub mod web_push_testing;
 pub mod webhook;
