@@ -147,7 +147,7 @@ fn html(mail: &Mail) -> &str {
     mail.part("text/html").unwrap_or_default()
 }
 
-fn mails(smtp: &Aiosmtpd) -> Vec<Mail> {
+fn mails_in(smtp: &Aiosmtpd) -> Vec<Mail> {
     smtp.messages().iter().map(|raw| Mail::parse(raw)).collect()
 }
 
@@ -401,7 +401,7 @@ async fn a_replica_killed_while_a_window_is_open_still_leaves_exactly_one_digest
     wait_until("later windows to close", settled + Duration::from_secs(5), || {
         opened.elapsed() >= settled
     });
-    assert_eq!(digest_mails(&mails(&smtp)).len(), 1, "one digest per window");
+    assert_eq!(digest_mails(&mails_in(&smtp)).len(), 1, "one digest per window");
 }
 
 #[tokio::test]
@@ -459,4 +459,60 @@ async fn emails_wait_out_an_smtp_outage_and_none_is_lost() {
         ),
         0.0
     );
+}
+
+#[tokio::test]
+async fn deliver_test_sends_a_sample_to_the_owners_address_only() {
+    use notification_worker::domain::{Id, Version};
+    use notification_worker::recipients::{Email, RecipientChange, Upsert};
+    use notification_worker::store::{RecipientStore, SqliteRecipientStore};
+    let nats = NatsServer::start();
+    let smtp = Aiosmtpd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let directory = SqliteRecipientStore::open(&dir.path().join("notifications.db")).unwrap();
+    directory.setup().await.unwrap();
+    let upsert = RecipientChange::Upsert(Upsert {
+        email: Some(Some(Email::parse("alice@example.com").unwrap())),
+        ..Upsert::default()
+    });
+    directory
+        .apply(
+            &Id::parse("owner", "user-123").unwrap(),
+            &upsert,
+            Version::new(1_764_000_000_000_000, 1).unwrap(),
+        )
+        .await
+        .unwrap();
+    let env = email_env(&nats, dir.path(), &smtp, "email=digest", "1h");
+    let output = command(dir.path(), &env)
+        .args(["deliver", "test", "--channel", "email", "user-123"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("alice@example.com accepted a sample notification"),
+        "{stdout}"
+    );
+    let mails = smtp.wait_for_messages(1, WITHIN);
+    assert!(
+        mails[0]
+            .header("to")
+            .unwrap_or_default()
+            .contains("alice@example.com")
+    );
+    assert_eq!(subject(&mails[0]), "John Doe liked your post");
+    // Nobody in the directory: a usage error that says where to look, nothing sent.
+    let output = command(dir.path(), &env)
+        .args(["deliver", "test", "--channel", "email", "user-999"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no address for channel email"), "{stderr}");
+    assert_eq!(smtp.messages().len(), 1);
 }

@@ -11,7 +11,8 @@ use clap::Subcommand;
 pub enum DeliverCommand {
     /// Send a sample `new-notification` to OWNER on one channel (nothing is stored).
     Test {
-        /// pusher, nats or webhook (it must be configured).
+        /// pusher, nats, webhook, email, webpush, fcm or apns (it must be configured). The
+        /// personal channels send to OWNER's addresses in the recipient directory.
         #[arg(long)]
         channel: String,
         /// The user to send it to, e.g. user-123
@@ -22,10 +23,16 @@ pub enum DeliverCommand {
 pub async fn deliver(config: &Config, command: DeliverCommand) -> anyhow::Result<()> {
     let DeliverCommand::Test { channel, owner } = command;
     let Some(name) = ChannelName::parse(&channel) else {
-        return Err(UsageError(format!("--channel {channel:?}: must be pusher, nats or webhook")).into());
+        return Err(UsageError(format!(
+            "--channel {channel:?}: must be pusher, nats, webhook, email, webpush, fcm or apns"
+        ))
+        .into());
     };
     if crate::domain::Id::parse("owner", &owner).is_err() {
         return Err(UsageError(format!("{owner:?} is not a valid owner id")).into());
+    }
+    if name.personal().is_some() {
+        return personal(config, name, &owner).await;
     }
     // The nats channel publishes on the worker's connection; the others need none.
     let client = if name == ChannelName::Nats {
@@ -52,14 +59,60 @@ pub async fn deliver(config: &Config, command: DeliverCommand) -> anyhow::Result
             println!("{name}: accepted a sample notification {} for {owner}", job.id());
             Ok(())
         }
-        Err(error) => {
-            let kind = match error.kind {
-                crate::delivery::Failure::Permanent => "refused (permanent: check the settings)",
-                crate::delivery::Failure::Gone => "refused (the address no longer exists)",
-                crate::delivery::Failure::Transient { .. } => "failed (transient: would be retried)",
-            };
-            anyhow::bail!("{name}: {kind}: {}", error.message)
+        Err(error) => anyhow::bail!("{name}: {}: {}", refusal(&error), error.message),
+    }
+}
+
+/// A personal channel: the sample goes to each of the owner's addresses on it.
+async fn personal(config: &Config, name: ChannelName, owner: &str) -> anyhow::Result<()> {
+    use crate::store::RecipientStore;
+    if !config.delivery.enabled().contains(&name) {
+        return Err(UsageError(format!("channel {name} is not configured ({})", required(name))).into());
+    }
+    let owner_id = crate::domain::Id::parse("owner", owner)
+        .map_err(|_| UsageError(format!("{owner:?} is not a valid owner id")))?;
+    let directory = crate::store::AnyRecipientStore::open(&config.store).await?;
+    let recipient = directory.get(&owner_id).await?;
+    let Some(recipient) = recipient.filter(|recipient| {
+        name.personal()
+            .is_some_and(|channel| !crate::delivery::personal::addresses(recipient, channel).is_empty())
+    }) else {
+        return Err(UsageError(format!(
+            "{owner} has no address for channel {name} in the recipient directory (see `notification-worker recipient show {owner}`)"
+        ))
+        .into());
+    };
+    let Job::Created(notice) = Job::sample(owner) else {
+        unreachable!("a sample is a created job")
+    };
+    let answers = crate::delivery::send_sample(&config.delivery, name, &recipient, &notice).await?;
+    let mut failed = 0;
+    for (address, answer) in &answers {
+        match answer {
+            Ok(()) => println!(
+                "{name}: {address} accepted a sample notification {}",
+                notice.item.id
+            ),
+            Err(error) => {
+                failed += 1;
+                eprintln!("{name}: {address}: {}: {}", refusal(error), error.message);
+            }
         }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{name}: {failed} of {} addresses did not accept the sample",
+            answers.len()
+        );
+    }
+    Ok(())
+}
+
+fn refusal(error: &crate::delivery::SendError) -> &'static str {
+    match error.kind {
+        crate::delivery::Failure::Permanent => "refused (permanent: check the settings)",
+        crate::delivery::Failure::Gone => "refused (the address no longer exists)",
+        crate::delivery::Failure::Transient { .. } => "failed (transient: would be retried)",
     }
 }
 

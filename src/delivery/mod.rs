@@ -281,6 +281,57 @@ async fn start_personal(
     }
 }
 
+/// `deliver test` on a personal channel: one sample notification to every address
+/// `recipient` has on channel `name`, each address with what it answered.
+pub async fn send_sample(
+    settings: &DeliverySettings,
+    name: ChannelName,
+    recipient: &crate::recipients::Recipient,
+    notice: &job::Notice,
+) -> anyhow::Result<Vec<(String, Result<(), SendError>)>> {
+    async fn to_each<M: messenger::Messenger>(
+        messenger: M,
+        recipient: &crate::recipients::Recipient,
+        notice: &job::Notice,
+    ) -> Vec<(String, Result<(), SendError>)> {
+        let mut answers = Vec::new();
+        for address in personal::addresses(recipient, messenger.channel()) {
+            let shown = match address {
+                messenger::Address::Email(email) => email.as_str().to_owned(),
+                messenger::Address::Device(target) => {
+                    let token: String = target.token().chars().take(24).collect();
+                    format!("{} {token}…", target.kind().as_str())
+                }
+            };
+            let answer = messenger
+                .send(recipient, address, messenger::Content::One(notice))
+                .await;
+            answers.push((shown, answer));
+        }
+        answers
+    }
+    let missing = || anyhow::anyhow!("channel {name} is not configured");
+    Ok(match name {
+        ChannelName::Email => {
+            let settings = settings.email.as_ref().ok_or_else(missing)?;
+            to_each(email::EmailMessenger::new(settings)?, recipient, notice).await
+        }
+        ChannelName::Webpush => {
+            let settings = settings.webpush.as_ref().ok_or_else(missing)?;
+            to_each(webpush::WebPushMessenger::new(settings)?, recipient, notice).await
+        }
+        ChannelName::Fcm => {
+            let settings = settings.fcm.clone().ok_or_else(missing)?;
+            to_each(fcm::FcmMessenger::new(settings)?, recipient, notice).await
+        }
+        ChannelName::Apns => {
+            let settings = settings.apns.clone().ok_or_else(missing)?;
+            to_each(apns::ApnsMessenger::new(settings)?, recipient, notice).await
+        }
+        _ => anyhow::bail!("channel {name} is not a personal channel"),
+    })
+}
+
 /// What starting a channel's consumers takes.
 struct Start<'a> {
     js: &'a async_nats::jetstream::Context,
