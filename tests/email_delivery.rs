@@ -112,19 +112,6 @@ fn digests(worker: &Worker, outcome: &str) -> f64 {
     )
 }
 
-/// Waits until a fresh digest window of `window` has just begun, so that what the test
-/// publishes next falls into one window (windows are fixed stretches of the clock).
-fn at_window_start(window: Duration) {
-    let window_ms = window.as_millis();
-    wait_until("a digest window to begin", window * 2, || {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis();
-        now % window_ms < 300
-    });
-}
-
 fn notification_id(dir: &Path, owner: &str, trigger: &str) -> String {
     sqlite(dir)
         .query_row(

@@ -179,3 +179,49 @@ async fn a_type_turned_off_sends_nothing_and_another_still_arrives() {
         messages[0]
     );
 }
+
+#[tokio::test]
+async fn push_digests_work_as_email_digests_do() {
+    let nats = NatsServer::start();
+    let push_service = WebPushTesting::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let (key, public_key) = vapid_key(dir.path());
+    let mut env = push_env(&nats, dir.path(), &key, "push=digest");
+    env.retain(|(name, _)| *name != "PUSH_DIGEST_WINDOW");
+    env.push(("PUSH_DIGEST_WINDOW", "5s".into()));
+    let worker = Worker::start(dir.path(), &env);
+    let subscription = push_service.subscribe(&public_key).await;
+    add_subscription(&nats, dir.path(), "user-123", &subscription).await;
+    let js = nats.jetstream().await;
+    at_window_start(Duration::from_secs(5));
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-456", "post-1"),
+    )
+    .await;
+    publish(
+        &js,
+        "notifications.post.like",
+        like("user-123", "user-789", "post-2"),
+    )
+    .await;
+    eventually("the digest in the browser", WITHIN, || async {
+        !push_service.messages(&subscription).await.is_empty()
+    })
+    .await;
+    let messages = push_service.messages(&subscription).await;
+    assert_eq!(messages.len(), 1, "one digest, no instant push: {messages:?}");
+    let digest: Value = serde_json::from_str(&messages[0]).unwrap();
+    assert_eq!(digest["title"], "2 new notifications");
+    assert_eq!(digest["data"]["type"], "digest");
+    assert_eq!(digest["data"]["count"], 2);
+    assert_eq!(
+        webpush_metric(
+            &worker,
+            "notification_worker_digests_total{channel=\"webpush\",outcome=\"sent\"}"
+        ),
+        1.0
+    );
+}

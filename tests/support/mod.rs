@@ -933,3 +933,16 @@ pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     }
     names
 }
+
+/// Waits until a fresh digest window of `window` has just begun, so that what the test
+/// publishes next falls into one window (windows are fixed stretches of the clock).
+pub fn at_window_start(window: Duration) {
+    let window_ms = window.as_millis();
+    wait_until("a digest window to begin", window * 2, || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        now % window_ms < 300
+    });
+}
