@@ -102,7 +102,7 @@ pub async fn throughput(receiver: Receiver, owners: usize) -> Rate {
                 json!({"owner": owner, "email": format!("{owner}@example.com")}),
             ),
             Receiver::Webpush => {
-                let subscription = &subscriptions[i];
+                let subscription = subscriptions.get(i).expect("one subscription per owner");
                 (
                     "recipients.push.add",
                     json!({"owner": owner, "kind": "webpush", "subscription": {

@@ -64,6 +64,8 @@ pub const MAX_ENTRIES: usize = 500;
 /// AckWait of the digest consumers: a send keeps its marker with progress acks meanwhile.
 const MARKER_ACK_WAIT: Duration = Duration::from_secs(30);
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// A due marker that finds every send slot busy comes back after this (plus jitter).
+const BUSY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Creates the digest stream when absent, and widens its duplicate window when a longer
 /// digest window is configured than the stream was made for.
@@ -325,8 +327,13 @@ pub async fn run<M: Messenger>(
                     .await;
                 continue;
             }
-            let Ok(permit) = Arc::clone(&sends).acquire_owned().await else {
-                break;
+            // Every send slot busy: back in a moment rather than waiting here, where the
+            // marker would age against AckWait unacknowledged and come back to another
+            // replica while this one still meant to send it.
+            let Ok(permit) = Arc::clone(&sends).try_acquire_owned() else {
+                let pause = BUSY_PAUSE + BUSY_PAUSE.mul_f64(fastrand::f64());
+                let _ = message.ack_with(AckKind::Nak(Some(pause))).await;
+                continue;
             };
             let parts = Arc::clone(&parts);
             tasks.spawn(async move {
