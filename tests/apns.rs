@@ -1,18 +1,10 @@
-//! Channel `apns`: contract tests. No local APNs server exists, so these run against a strict
-//! server started here that holds to Apple's documented contract: HTTP/2 only (h2c with
-//! prior knowledge here, TLS with ALPN `h2` in production), a provider token verified as
-//! ES256 with the key's public half (derived by openssl, not by the worker) with its `kid`
-//! and `iss`, each `apns-*` header, and the payload field by field; anything else is
-//! refused with 400 and a reason, as APNs does.
+//! Channel `apns`: what is particular to it, against the strict APNs server of
+//! `support/apns_server.rs` (no local APNs server exists): HTTP/2, the alert and its
+//! routing keys, `apns-collapse-id`, the provider token's life, and the answers APNs gives.
+//! What every personal channel does is in `tests/messenger_contract.rs`.
 
-mod mobile_support;
+mod support;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
-use axum::response::{IntoResponse, Response};
-use mobile_support::{
-    TestKey, device, eventually, keys, p256_key, recipient, reply, serve, unix_now, verify_jwt,
-};
 use notification_worker::config::Environment;
 use notification_worker::config::mobile::{RawMobile, parse_apns};
 use notification_worker::delivery::apns::ApnsMessenger;
@@ -21,197 +13,27 @@ use notification_worker::delivery::{Failure, SendError};
 use notification_worker::recipients::{PushKind, PushTarget};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-const KEY_ID: &str = "ABC123DEFG";
-const TEAM_ID: &str = "TEAM123456";
-const TOPIC: &str = "com.exobook.app";
-const DEVICE: &str = "5f1d3e9a0b7c4d2e8f6a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e";
-
-/// A request APNs accepted.
-#[derive(Debug, Clone)]
-struct Accepted {
-    device: String,
-    collapse_id: Option<String>,
-    provider_token: String,
-    payload: serde_json::Value,
-}
-
-#[derive(Default)]
-struct Apple {
-    public_key: Vec<u8>,
-    accepted: Mutex<Vec<Accepted>>,
-    /// Provider tokens it now calls expired.
-    expired: Mutex<HashSet<String>>,
-    unregistered: Mutex<HashSet<String>>,
-    /// Tokens of the other environment (a development build's token sent to production).
-    other_environment: Mutex<HashSet<String>>,
-    /// While set: every send answers 429 with this `Retry-After`.
-    busy: Mutex<Option<u64>>,
-}
-
-fn refuse(status: StatusCode, reason: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "reason": reason }))).into_response()
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-impl Apple {
-    async fn start(public_key: Vec<u8>) -> (Arc<Apple>, String) {
-        let apple = Arc::new(Apple {
-            public_key,
-            ..Apple::default()
-        });
-        let state = Arc::clone(&apple);
-        let base = serve(
-            axum::Router::new().fallback(move |method, version, uri, headers, body| {
-                Arc::clone(&state).handle(method, version, uri, headers, body)
-            }),
-        )
-        .await;
-        (apple, base)
-    }
-
-    async fn handle(
-        self: Arc<Self>,
-        method: Method,
-        version: Version,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Response {
-        if version != Version::HTTP_2 {
-            return refuse(StatusCode::BAD_REQUEST, "HTTP2Required");
-        }
-        let Some(device) = uri.path().strip_prefix("/3/device/") else {
-            return refuse(StatusCode::NOT_FOUND, "BadPath");
-        };
-        if method != Method::POST {
-            return refuse(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed");
-        }
-        if let Err(reason) = self.check_provider_token(&headers) {
-            return refuse(StatusCode::FORBIDDEN, reason);
-        }
-        let checks = [
-            (header(&headers, "apns-topic") == Some(TOPIC), "BadTopic"),
-            (
-                header(&headers, "apns-push-type") == Some("alert"),
-                "InvalidPushType",
-            ),
-            (header(&headers, "apns-priority") == Some("10"), "BadPriority"),
-            (
-                header(&headers, "apns-collapse-id").is_none_or(|id| id.len() <= 64),
-                "BadCollapseId",
-            ),
-        ];
-        if let Some((_, reason)) = checks.iter().find(|(ok, _)| !ok) {
-            return refuse(StatusCode::BAD_REQUEST, reason);
-        }
-        let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            return refuse(StatusCode::BAD_REQUEST, "PayloadEmpty");
-        };
-        if !valid_payload(&payload) {
-            return refuse(StatusCode::BAD_REQUEST, "BadPayload");
-        }
-        if let Some(seconds) = *self.busy.lock().unwrap() {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [("retry-after", seconds.to_string())],
-                axum::Json(serde_json::json!({ "reason": "TooManyRequests" })),
-            )
-                .into_response();
-        }
-        if self.other_environment.lock().unwrap().contains(device) {
-            return refuse(StatusCode::BAD_REQUEST, "BadDeviceToken");
-        }
-        if self.unregistered.lock().unwrap().contains(device) {
-            let body = serde_json::json!({ "reason": "Unregistered", "timestamp": unix_now() * 1000 });
-            return (StatusCode::GONE, axum::Json(body)).into_response();
-        }
-        self.accepted.lock().unwrap().push(Accepted {
-            device: device.to_owned(),
-            collapse_id: header(&headers, "apns-collapse-id").map(str::to_owned),
-            provider_token: header(&headers, "authorization").unwrap_or_default().to_owned(),
-            payload,
-        });
-        (StatusCode::OK, [("apns-id", uuid::Uuid::new_v4().to_string())]).into_response()
-    }
-
-    /// `authorization: bearer JWT`: ES256 by the key `KEY_ID`, issued by `TEAM_ID`, signed
-    /// within the last hour. `Err` is APNs' reason for refusing it (with status 403).
-    fn check_provider_token(&self, headers: &HeaderMap) -> Result<(), &'static str> {
-        let jwt = header(headers, "authorization")
-            .and_then(|value| value.strip_prefix("bearer "))
-            .ok_or("MissingProviderToken")?;
-        let verified = verify_jwt(jwt, &ring::signature::ECDSA_P256_SHA256_FIXED, &self.public_key)
-            .map_err(|_| "InvalidProviderToken")?;
-        let iat = verified.claims["iat"].as_i64().unwrap_or_default();
-        let valid = verified.header["alg"] == "ES256"
-            && verified.header["kid"] == KEY_ID
-            && keys(&verified.claims) == ["iat", "iss"]
-            && verified.claims["iss"] == TEAM_ID
-            && iat <= unix_now() + 60;
-        if !valid {
-            return Err("InvalidProviderToken");
-        }
-        if iat < unix_now() - 3600 || self.expired.lock().unwrap().contains(jwt) {
-            return Err("ExpiredProviderToken");
-        }
-        Ok(())
-    }
-}
-
-/// `aps.alert` with exactly a title and a body, and the routing keys as strings beside it.
-fn valid_payload(payload: &serde_json::Value) -> bool {
-    let alert = &payload["aps"]["alert"];
-    let routing = match payload["type"].as_str() {
-        Some("digest") => keys(payload) == ["aps", "type"],
-        Some(_) => {
-            keys(payload) == ["aps", "notificationId", "resourceId", "type"]
-                && payload["resourceId"].is_string()
-                && payload["notificationId"].is_string()
-        }
-        None => false,
-    };
-    routing
-        && keys(&payload["aps"]) == ["alert"]
-        && keys(alert) == ["body", "title"]
-        && alert["title"].as_str().is_some_and(|title| !title.is_empty())
-        && alert["body"].is_string()
-}
-
-fn raw(key: &TestKey, base: &str) -> RawMobile {
-    RawMobile {
-        apns_key_file: Some(key.path.to_str().unwrap().into()),
-        apns_key_id: Some(KEY_ID.into()),
-        apns_team_id: Some(TEAM_ID.into()),
-        apns_topic: Some(TOPIC.into()),
-        apns_base_url: Some(base.into()),
-        ..RawMobile::default()
-    }
-}
+use support::apns_server::{Accepted, Apple, DEVICE, KEY_ID, TEAM_ID, messenger, raw};
+use support::eventually;
+use support::mobile::{HttpServer, TestKey, WITHIN, device, p256_key, recipient, reply};
 
 struct Fixture {
     apple: Arc<Apple>,
     messenger: ApnsMessenger,
-    base: String,
+    server: HttpServer,
     _dir: tempfile::TempDir,
 }
 
 async fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let key = p256_key(dir.path());
-    let (apple, base) = Apple::start(key.public.clone()).await;
-    let settings = parse_apns(&raw(&key, &base), Environment::Development)
-        .unwrap()
-        .unwrap();
+    let (apple, server) = Apple::start(key.public.clone()).await;
     Fixture {
         apple,
-        messenger: ApnsMessenger::new(settings).unwrap(),
-        base,
+        messenger: messenger(&key, &server.url),
+        server,
         _dir: dir,
     }
 }
@@ -304,8 +126,8 @@ async fn the_provider_token_is_renewed_when_it_is_old() {
     // appears, and the server accepts every one.
     let dir = tempfile::tempdir().unwrap();
     let key = p256_key(dir.path());
-    let (apple, base) = Apple::start(key.public.clone()).await;
-    let mut settings = parse_apns(&raw(&key, &base), Environment::Development)
+    let (apple, server) = Apple::start(key.public.clone()).await;
+    let mut settings = parse_apns(&raw(&key, &server.url), Environment::Development)
         .unwrap()
         .unwrap();
     settings.token_renewal = Duration::from_secs(1);
@@ -321,7 +143,7 @@ async fn the_provider_token_is_renewed_when_it_is_old() {
             .map(|a| a.provider_token.clone())
             .collect()
     };
-    eventually("a second provider token", || async {
+    eventually("a second provider token", WITHIN, || async {
         messenger
             .send(&recipient(), Address::Device(&target), Content::One(&notice))
             .await
@@ -373,7 +195,7 @@ async fn the_contract_server_refuses_http1_and_foreign_signatures() {
     // The checks the tests above rely on do refuse: an HTTP/1.1 request, and a provider
     // token signed by another key.
     let fixture = start().await;
-    let base = fixture.base.clone();
+    let base = fixture.server.url.clone();
     let http1 = reqwest::Client::builder().http1_only().build().unwrap();
     let answer = http1
         .post(format!("{base}/3/device/{DEVICE}"))
@@ -449,7 +271,7 @@ mod settings {
         let dir = tempfile::tempdir().unwrap();
         let key = key_in(dir.path());
         let good = raw(&key, "https://api.push.apple.com");
-        let rsa = mobile_support::rsa_key(dir.path());
+        let rsa = support::mobile::rsa_key(dir.path());
         let cases: Vec<(RawMobile, &str)> = vec![
             (
                 RawMobile {

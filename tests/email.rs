@@ -1,6 +1,7 @@
 //! Channel `email` against a real SMTP server (aiosmtpd, started per test on a free port):
 //! what arrives (subject, both parts, headers), digests, template overrides, what failures
-//! become, and the settings that turn the channel on.
+//! become, and the settings that turn the channel on. What every personal channel does is
+//! in `tests/messenger_contract.rs`.
 
 mod support;
 
@@ -12,9 +13,7 @@ use notification_worker::delivery::job::Notice;
 use notification_worker::delivery::messenger::{Address, Content, Messenger};
 use notification_worker::delivery::wording;
 use notification_worker::domain::{FeedItem, Id, Version};
-use notification_worker::recipients::{
-    Email, Locale, PushKind, PushTarget, Recipient, RecipientChange, TargetKey, Upsert,
-};
+use notification_worker::recipients::{Email, Locale, Recipient, RecipientChange, Upsert};
 use std::time::Duration;
 use support::aiosmtpd::{Aiosmtpd, Mail};
 use support::free_port;
@@ -293,25 +292,6 @@ async fn a_5xx_reply_is_permanent_and_a_4xx_reply_transient() {
         busy.log()
     );
     assert!(error.message.contains("451"), "{error:?}");
-}
-
-#[tokio::test]
-async fn a_device_address_is_a_permanent_failure() {
-    let server = Aiosmtpd::start();
-    let messenger = EmailMessenger::new(&settings(&raw(&server.url()))).unwrap();
-    assert_eq!(
-        messenger.channel(),
-        notification_worker::recipients::Channel::Email
-    );
-    let device =
-        PushTarget::device(TargetKey::token(PushKind::Fcm, "fcm-token-0123456789").unwrap()).unwrap();
-    let like = notice("l-3", 1, "Ann", None);
-    let error = messenger
-        .send(&recipient(), Address::Device(&device), Content::One(&like))
-        .await
-        .unwrap_err();
-    assert_eq!(error.kind, Failure::Permanent, "{error:?}");
-    assert!(server.messages().is_empty());
 }
 
 #[test]

@@ -1,280 +1,37 @@
-//! Channel `fcm`: contract tests. No local FCM server exists, so these run against a strict
-//! server started here that holds to Google's documented contract: its OAuth2 token
-//! endpoint verifies the JWT-bearer assertion's RS256 signature with the service account's
-//! public key (derived by openssl, not by the worker) and each claim, and issues tokens that
-//! expire; its `messages:send` checks the bearer token, the project in the path and the
-//! message JSON field by field, and refuses anything else with 400.
+//! Channel `fcm`: what is particular to it, against the strict FCM server of
+//! `support/fcm_server.rs` (no local FCM server exists): the message's fields, the OAuth2
+//! access token's life, and the answers FCM gives. What every personal channel does is in
+//! `tests/messenger_contract.rs`.
 
-mod mobile_support;
+mod support;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use mobile_support::{
-    TestKey, device, eventually, keys, recipient, reply, rsa_key, serve, unix_now, verify_jwt,
-};
 use notification_worker::config::Environment;
 use notification_worker::config::mobile::{RawMobile, parse_fcm};
-use notification_worker::delivery::fcm::{FcmMessenger, FcmSettings};
+use notification_worker::delivery::fcm::FcmMessenger;
 use notification_worker::delivery::messenger::{Address, Content, Messenger};
 use notification_worker::delivery::{Failure, SendError};
 use notification_worker::recipients::{PushKind, PushTarget};
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-const PROJECT: &str = "exobook-test";
-const CLIENT_EMAIL: &str = "notifier@exobook-test.iam.gserviceaccount.com";
-const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
-const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-const DEVICE: &str = "fcm-device-token:APA91b_test-1";
-
-/// The contract server's state.
-struct Google {
-    public_key: Vec<u8>,
-    token_uri: Mutex<String>,
-    /// `expires_in` of the tokens it issues.
-    expires_in: u64,
-    token_requests: AtomicUsize,
-    /// Issued access tokens and when each stops being accepted.
-    tokens: Mutex<HashMap<String, Instant>>,
-    /// Messages accepted, as sent.
-    messages: Mutex<Vec<serde_json::Value>>,
-    /// Device tokens FCM no longer knows.
-    unregistered: Mutex<HashSet<String>>,
-    /// While set: every send answers 429 with this `Retry-After`.
-    busy: Mutex<Option<u64>>,
-}
-
-fn refuse(problem: impl Into<String>) -> Response {
-    let problem = problem.into();
-    let body =
-        serde_json::json!({ "error": { "code": 400, "status": "INVALID_ARGUMENT", "message": problem } });
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
-}
-
-impl Google {
-    async fn handle(self: Arc<Self>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-        let send_path = format!("/v1/projects/{PROJECT}/messages:send");
-        match (method, uri.path()) {
-            (Method::POST, "/token") => self.token(&headers, &body),
-            (Method::POST, path) if path == send_path => self.send(&headers, &body),
-            (method, path) => refuse(format!("no {method} {path} here")),
-        }
-    }
-
-    /// The OAuth2 token endpoint, RFC 7523 JWT-bearer grant.
-    fn token(&self, headers: &HeaderMap, body: &[u8]) -> Response {
-        self.token_requests.fetch_add(1, Ordering::SeqCst);
-        let grant = |problem: String| {
-            let body = serde_json::json!({ "error": "invalid_grant", "error_description": problem });
-            (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
-        };
-        if headers.get("content-type").and_then(|v| v.to_str().ok())
-            != Some("application/x-www-form-urlencoded")
-        {
-            return grant("the body must be a form".into());
-        }
-        let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
-        if form.len() != 2 || form.get("grant_type").map(String::as_str) != Some(GRANT_TYPE) {
-            return grant(format!(
-                "expected exactly grant_type={GRANT_TYPE} and assertion, got {:?}",
-                form.keys()
-            ));
-        }
-        let Some(assertion) = form.get("assertion") else {
-            return grant("no assertion".into());
-        };
-        let jwt = match verify_jwt(
-            assertion,
-            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            &self.public_key,
-        ) {
-            Ok(jwt) => jwt,
-            Err(problem) => return grant(format!("Invalid JWT: {problem}")),
-        };
-        if jwt.header["alg"] != "RS256"
-            || !matches!(jwt.header.get("typ"), None | Some(serde_json::Value::String(_)))
-        {
-            return grant(format!("bad header {}", jwt.header));
-        }
-        let claims = &jwt.claims;
-        let now = unix_now();
-        let iat = claims["iat"].as_i64().unwrap_or_default();
-        let token_uri = self.token_uri.lock().unwrap().clone();
-        let problems = [
-            (keys(claims) == ["aud", "exp", "iat", "iss", "scope"], "claims"),
-            (claims["iss"] == CLIENT_EMAIL, "iss"),
-            (claims["scope"] == SCOPE, "scope"),
-            (claims["aud"] == token_uri.as_str(), "aud"),
-            ((now - 60..=now + 60).contains(&iat), "iat"),
-            (claims["exp"].as_i64() == Some(iat + 3600), "exp"),
-        ];
-        if let Some((_, claim)) = problems.iter().find(|(ok, _)| !ok) {
-            return grant(format!("bad {claim} in {claims}"));
-        }
-        let token = format!("ya29.{}", uuid::Uuid::new_v4().simple());
-        self.tokens.lock().unwrap().insert(
-            token.clone(),
-            Instant::now() + Duration::from_secs(self.expires_in),
-        );
-        axum::Json(serde_json::json!({ "access_token": token, "expires_in": self.expires_in, "token_type": "Bearer" }))
-            .into_response()
-    }
-
-    /// `messages:send`, HTTP v1.
-    fn send(&self, headers: &HeaderMap, body: &[u8]) -> Response {
-        let bearer = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let valid = bearer.is_some_and(|token| {
-            self.tokens
-                .lock()
-                .unwrap()
-                .get(token)
-                .is_some_and(|expiry| Instant::now() < *expiry)
-        });
-        if !valid {
-            let body = serde_json::json!({ "error": { "code": 401, "status": "UNAUTHENTICATED" } });
-            return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-        }
-        if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
-            return refuse("the body must be JSON");
-        }
-        let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return refuse("not JSON");
-        };
-        if let Err(problem) = check_message(&request) {
-            return refuse(problem);
-        }
-        if let Some(seconds) = *self.busy.lock().unwrap() {
-            let body = serde_json::json!({ "error": { "code": 429, "status": "RESOURCE_EXHAUSTED" } });
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [("retry-after", seconds.to_string())],
-                axum::Json(body),
-            )
-                .into_response();
-        }
-        let device = request["message"]["token"].as_str().unwrap_or_default();
-        if self.unregistered.lock().unwrap().contains(device) {
-            let body = serde_json::json!({ "error": {
-                "code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
-                "details": [{ "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED" }]
-            } });
-            return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
-        }
-        self.messages.lock().unwrap().push(request);
-        axum::Json(
-            serde_json::json!({ "name": format!("projects/{PROJECT}/messages/{}", uuid::Uuid::new_v4()) }),
-        )
-        .into_response()
-    }
-}
-
-/// The message's shape, as HTTP v1 takes it: the fields this channel sends, and `data`
-/// values that are strings.
-fn check_message(request: &serde_json::Value) -> Result<(), String> {
-    let message = &request["message"];
-    let checks = [
-        (keys(request) == ["message"], "top level"),
-        (
-            keys(message) == ["data", "notification", "token"],
-            "message fields",
-        ),
-        (message["token"].as_str().is_some_and(|t| !t.is_empty()), "token"),
-        (
-            keys(&message["notification"]) == ["body", "title"],
-            "notification fields",
-        ),
-        (
-            message["notification"]["title"]
-                .as_str()
-                .is_some_and(|t| !t.is_empty()),
-            "title",
-        ),
-        (message["notification"]["body"].is_string(), "body"),
-        (
-            message["data"].as_object().is_some_and(|data| {
-                data.contains_key("type") && data.values().all(serde_json::Value::is_string)
-            }),
-            "data (string values, with a type)",
-        ),
-    ];
-    match checks.iter().find(|(ok, _)| !ok) {
-        Some((_, what)) => Err(format!("invalid {what} in {request}")),
-        None => Ok(()),
-    }
-}
+use std::sync::Arc;
+use std::time::Duration;
+use support::eventually;
+use support::fcm_server::{CLIENT_EMAIL, DEVICE, Google, PROJECT, messenger, write_account};
+use support::mobile::{HttpServer, WITHIN, device, recipient, reply, rsa_key};
 
 struct Fixture {
     google: Arc<Google>,
     messenger: FcmMessenger,
+    _server: HttpServer,
     _dir: tempfile::TempDir,
-}
-
-fn write_account(dir: &Path, key: &TestKey, token_uri: &str) -> std::path::PathBuf {
-    let path = dir.join("service-account.json");
-    let account = serde_json::json!({
-        "type": "service_account",
-        "project_id": PROJECT,
-        "private_key_id": "0123456789abcdef",
-        "private_key": key.pem,
-        "client_email": CLIENT_EMAIL,
-        "client_id": "1234567890",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
-    });
-    std::fs::write(&path, account.to_string()).unwrap();
-    path
-}
-
-impl Google {
-    /// A contract server for the account whose public key is `public_key`, issuing tokens
-    /// that live `expires_in` seconds; and its base URL.
-    async fn start(public_key: Vec<u8>, expires_in: u64) -> (Arc<Google>, String) {
-        let google = Arc::new(Google {
-            public_key,
-            token_uri: Mutex::new(String::new()),
-            expires_in,
-            token_requests: AtomicUsize::new(0),
-            tokens: Mutex::new(HashMap::new()),
-            messages: Mutex::new(Vec::new()),
-            unregistered: Mutex::new(HashSet::new()),
-            busy: Mutex::new(None),
-        });
-        let state = Arc::clone(&google);
-        let base = serve(axum::Router::new().fallback(move |method, uri, headers, body| {
-            Arc::clone(&state).handle(method, uri, headers, body)
-        }))
-        .await;
-        *google.token_uri.lock().unwrap() = format!("{base}/token");
-        (google, base)
-    }
-}
-
-/// A messenger built as the worker builds it: from a key file, through the settings.
-fn messenger(dir: &Path, key: &TestKey, base: &str) -> FcmMessenger {
-    let token_uri = format!("{base}/token");
-    let raw = RawMobile {
-        fcm_credentials_file: Some(write_account(dir, key, &token_uri).to_str().unwrap().into()),
-        fcm_base_url: base.to_owned(),
-        ..RawMobile::default()
-    };
-    let settings: FcmSettings = parse_fcm(&raw, Environment::Development).unwrap().unwrap();
-    FcmMessenger::new(settings).unwrap()
 }
 
 async fn start(expires_in: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let key = rsa_key(dir.path());
-    let (google, base) = Google::start(key.public.clone(), expires_in).await;
+    let (google, server) = Google::start(key.public.clone(), expires_in).await;
     Fixture {
         google,
-        messenger: messenger(dir.path(), &key, &base),
+        messenger: messenger(dir.path(), &key, &server.url),
+        _server: server,
         _dir: dir,
     }
 }
@@ -293,7 +50,7 @@ impl Fixture {
     }
 
     fn token_requests(&self) -> usize {
-        self.google.token_requests.load(Ordering::SeqCst)
+        self.google.token_requests()
     }
 }
 
@@ -360,7 +117,7 @@ async fn the_access_token_is_renewed_before_it_expires() {
     let fixture = start(4).await;
     fixture.send().await.unwrap();
     assert_eq!(fixture.token_requests(), 1);
-    eventually("a second access token", || async {
+    eventually("a second access token", WITHIN, || async {
         fixture.send().await.unwrap();
         fixture.token_requests() == 2
     })
@@ -426,9 +183,9 @@ async fn too_many_requests_is_retried_after_the_pause_fcm_asks_for() {
 async fn a_wrong_key_is_refused_by_the_token_endpoint_for_good() {
     // The server knows another key than the one the account file holds.
     let dir = tempfile::tempdir().unwrap();
-    let (google, base) = Google::start(rsa_key(dir.path()).public, 3600).await;
+    let (google, server) = Google::start(rsa_key(dir.path()).public, 3600).await;
     let other = tempfile::tempdir().unwrap();
-    let messenger = messenger(other.path(), &rsa_key(other.path()), &base);
+    let messenger = messenger(other.path(), &rsa_key(other.path()), &server.url);
     let notice = reply();
     let target = device(PushKind::Fcm, DEVICE);
     let error = messenger

@@ -1,6 +1,7 @@
 //! Channel `webpush` against a real push service (web-push-testing): what arrives is what
 //! the browser's service worker would decrypt; expired subscriptions are gone; refusals and
-//! outages are told apart. And its settings: the VAPID key forms `openssl` writes.
+//! outages are told apart. And its settings: the VAPID key forms `openssl` writes. What
+//! every personal channel does is in `tests/messenger_contract.rs`.
 //!
 //! Keys are made by `openssl` at test time, never committed.
 
@@ -14,7 +15,7 @@ use notification_worker::delivery::messenger::{Address, Content, Messenger};
 use notification_worker::delivery::webpush::{MAX_PAYLOAD_BYTES, WebPushMessenger, WebPushSettings};
 use notification_worker::delivery::{Failure, SendError};
 use notification_worker::domain::{FeedItem, Id};
-use notification_worker::recipients::{Email, PushTarget, Recipient, TargetKey, WebPushKeys};
+use notification_worker::recipients::{PushTarget, Recipient, TargetKey, WebPushKeys};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -279,22 +280,6 @@ async fn a_push_service_that_is_down_is_retried_later() {
         "{error}"
     );
     assert!(!error.message.contains(&subscription.client_hash), "{error}");
-}
-
-#[tokio::test]
-async fn only_web_push_subscriptions_are_addresses_of_this_channel() {
-    let dir = tempfile::tempdir().unwrap();
-    let messenger = WebPushMessenger::new(&settings(dir.path(), "vapid.pem")).unwrap();
-    let email = Email::parse("a@example.com").unwrap();
-    let error = messenger
-        .send(
-            &recipient(),
-            Address::Email(&email),
-            Content::One(&notice("notification-1", 3, None)),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(error.kind, Failure::Permanent, "{error}");
 }
 
 // --- settings ---

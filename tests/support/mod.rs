@@ -3,7 +3,10 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod aiosmtpd;
+pub mod apns_server;
 pub mod channel;
+pub mod fcm_server;
+pub mod mobile;
 pub mod raw;
 pub mod sockudo;
 pub mod web_push_testing;

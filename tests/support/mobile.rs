@@ -1,9 +1,8 @@
-//! What `tests/fcm.rs` and `tests/apns.rs` share: keys made at test time with the openssl
-//! CLI (never committed), their public halves derived by openssl too (so the contract
-//! servers do not trust the worker's own key handling), JWT checks, a recipient and a
-//! notification to send, and a local server on a free port.
-
-#![allow(dead_code)]
+//! What the FCM and APNs contract servers (`fcm_server.rs`, `apns_server.rs`) and their
+//! tests share: keys made at test time with the openssl CLI (never committed), their public
+//! halves derived by openssl too (so the contract servers do not trust the worker's own key
+//! handling), JWT checks, a recipient and a notification to send, and a local server on a
+//! free port that a test can stop.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +12,7 @@ use notification_worker::domain::Id;
 use notification_worker::recipients::{PushKind, PushTarget, Recipient, TargetKey};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const WITHIN: Duration = Duration::from_secs(10);
 
@@ -153,24 +152,56 @@ pub fn reply() -> Notice {
     notice
 }
 
-/// Serves `router` on a free port of 127.0.0.1 (HTTP/1.1, and HTTP/2 with prior knowledge
-/// when axum's `http2` feature is on); returns its base URL.
-pub async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{address}")
+/// An in-process HTTP server on a free port of 127.0.0.1; it stops when [`HttpServer::stop`]
+/// is called or the handle is dropped.
+pub struct HttpServer {
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    port: u16,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Polls `condition` until it holds, failing after [`WITHIN`].
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WITHIN;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+impl HttpServer {
+    /// Stops listening and closes every connection (HTTP/2 ones with a GOAWAY), so that the
+    /// next request to it is refused; returns once its port is closed.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WITHIN, task)
+                .await
+                .expect("the server closes its connections in time")
+                .expect("the server ran without panicking");
+        }
+        let port = self.port;
+        super::eventually("the server's port to close", WITHIN, || async move {
+            !super::port_answers(port)
+        })
+        .await;
+    }
+}
+
+/// Serves `router` on a free port of 127.0.0.1 (HTTP/1.1, and HTTP/2 with prior knowledge
+/// when axum's `http2` feature is on).
+pub async fn serve(router: axum::Router) -> HttpServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                // A stop, or the handle dropped: either ends the server.
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    HttpServer {
+        url: format!("http://{address}"),
+        port: address.port(),
+        shutdown: Some(shutdown),
+        task: Some(task),
     }
 }
