@@ -82,9 +82,7 @@ async fn personal(config: &Config, name: ChannelName, owner: &str) -> anyhow::Re
         ))
         .into());
     };
-    let Job::Created(notice) = Job::sample(owner) else {
-        unreachable!("a sample is a created job")
-    };
+    let notice = crate::delivery::job::Notice::sample(owner);
     let answers = crate::delivery::send_sample(&config.delivery, name, &recipient, &notice).await?;
     let mut failed = 0;
     for (address, answer) in &answers {

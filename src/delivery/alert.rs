@@ -78,13 +78,9 @@ fn cut(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::Job;
 
     fn notice() -> Notice {
-        let Job::Created(notice) = Job::sample("user-123") else {
-            unreachable!()
-        };
-        notice
+        Notice::sample("user-123")
     }
 
     #[test]

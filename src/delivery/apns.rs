@@ -212,18 +212,11 @@ impl Messenger for ApnsMessenger {
                     error_chain(&error.without_url())
                 ))
             })?;
-        let status = response.status().as_u16();
-        let retry_after = channel::parse_retry_after(
-            response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok()),
-        );
-        let body = if response.status().is_success() {
-            String::new()
-        } else {
-            response.text().await.unwrap_or_default()
-        };
+        let channel::HttpAnswer {
+            status,
+            retry_after,
+            body,
+        } = channel::HttpAnswer::read(response).await;
         let outcome = classify(status, retry_after, &body);
         match reason(&body).as_deref() {
             Some("ExpiredProviderToken") => self.forget_token(&jwt),

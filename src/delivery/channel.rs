@@ -136,6 +136,48 @@ pub fn classify_http(status: u16, retry_after: Option<Duration>, body: &str) -> 
     }
 }
 
+/// What an HTTP receiver answered: its status, its `Retry-After`, and its body when the
+/// status is not a success (the body explains a refusal; a success's is not read).
+pub struct HttpAnswer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub async fn read(response: reqwest::Response) -> HttpAnswer {
+        HttpAnswer::read_body_if(response, |status| !status.is_success()).await
+    }
+
+    /// [`HttpAnswer::read`], with the body of a success too (an answer that carries data).
+    pub async fn read_all(response: reqwest::Response) -> HttpAnswer {
+        HttpAnswer::read_body_if(response, |_| true).await
+    }
+
+    async fn read_body_if(
+        response: reqwest::Response,
+        wanted: impl Fn(reqwest::StatusCode) -> bool,
+    ) -> HttpAnswer {
+        let status = response.status();
+        let retry_after = parse_retry_after(
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok()),
+        );
+        let body = if wanted(status) {
+            response.text().await.unwrap_or_default()
+        } else {
+            String::new()
+        };
+        HttpAnswer {
+            status: status.as_u16(),
+            retry_after,
+            body,
+        }
+    }
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is rare for APIs and read as absent).
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     value?.trim().parse::<u64>().ok().map(Duration::from_secs)

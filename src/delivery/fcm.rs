@@ -185,9 +185,11 @@ impl FcmMessenger {
                     error_chain(&error)
                 ))
             })?;
-        let status = response.status().as_u16();
-        let retry_after = retry_after(&response);
-        let body = response.text().await.unwrap_or_default();
+        let channel::HttpAnswer {
+            status,
+            retry_after,
+            body,
+        } = channel::HttpAnswer::read_all(response).await;
         if !(200..300).contains(&status) {
             // Google's refusals (`invalid_grant`, ...) carry no secret.
             return Err(match channel::classify_http(status, retry_after, &body) {
@@ -277,15 +279,6 @@ fn excerpt(body: &str) -> String {
     body.chars().take(300).collect::<String>().trim().to_owned()
 }
 
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    channel::parse_retry_after(
-        response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok()),
-    )
-}
-
 impl Messenger for FcmMessenger {
     fn channel(&self) -> Channel {
         Channel::Fcm
@@ -314,13 +307,11 @@ impl Messenger for FcmMessenger {
             .send()
             .await
             .map_err(|error| SendError::transient(format!("cannot reach FCM: {}", error_chain(&error))))?;
-        let status = response.status().as_u16();
-        let retry_after = retry_after(&response);
-        let body = if response.status().is_success() {
-            String::new()
-        } else {
-            response.text().await.unwrap_or_default()
-        };
+        let channel::HttpAnswer {
+            status,
+            retry_after,
+            body,
+        } = channel::HttpAnswer::read(response).await;
         if status == 401 {
             self.forget_token(&token).await;
         }

@@ -330,7 +330,15 @@ impl Job {
 
     /// A sample, for `deliver test`.
     pub fn sample(owner: &str) -> Job {
-        Job::Created(Notice {
+        Job::Created(Notice::sample(owner))
+    }
+}
+
+impl Notice {
+    /// A like of post-789 by John Doe (user-456) for `owner`, with an excerpt and a fresh id:
+    /// `deliver test`'s sample, and the unit tests' starting point.
+    pub fn sample(owner: &str) -> Notice {
+        Notice {
             item: FeedItem {
                 owner: owner.to_owned(),
                 action_key: "user-456#post-789#1#0001-01-01T00:00:00Z".to_owned(),
@@ -347,7 +355,7 @@ impl Job {
                 created_at: crate::domain::Timestamp::now().to_rfc3339(),
             },
             version: "0".to_owned(),
-        })
+        }
     }
 }
 

@@ -136,19 +136,12 @@ impl PusherChannel {
                     error_chain(&error.without_url())
                 ))
             })?;
-        let status = response.status().as_u16();
-        let retry_after = channel::parse_retry_after(
-            response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok()),
-        );
         // The body only matters for errors (and for telling over-quota from refused).
-        let text = if response.status().is_success() {
-            String::new()
-        } else {
-            response.text().await.unwrap_or_default()
-        };
+        let channel::HttpAnswer {
+            status,
+            retry_after,
+            body: text,
+        } = channel::HttpAnswer::read(response).await;
         classify(status, retry_after, &text)
     }
 }

@@ -4,7 +4,7 @@
 //! `webhook-signature` (`v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`, keyed with
 //! the bytes the secret's base64 after `whsec_` decodes to).
 
-use super::channel::{Channel, ChannelName, SendError, classify_http, parse_retry_after};
+use super::channel::{Channel, ChannelName, HttpAnswer, SendError, classify_http};
 use super::job::Job;
 use crate::config::Secret;
 use base64::Engine;
@@ -91,19 +91,8 @@ impl WebhookChannel {
             .send()
             .await
             .map_err(|error| SendError::transient(format!("POST {}: {}", self.url, describe(&error))))?;
-        let status = response.status().as_u16();
-        let retry_after = parse_retry_after(
-            response
-                .headers()
-                .get("retry-after")
-                .and_then(|value| value.to_str().ok()),
-        );
-        let text = if response.status().is_success() {
-            String::new()
-        } else {
-            response.text().await.unwrap_or_default()
-        };
-        classify_http(status, retry_after, &text)
+        let answer = HttpAnswer::read(response).await;
+        classify_http(answer.status, answer.retry_after, &answer.body)
     }
 }
 

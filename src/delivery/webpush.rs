@@ -18,7 +18,7 @@ mod vapid;
 pub use payload::MAX_PAYLOAD_BYTES;
 pub use vapid::{VapidKey, VapidSubject};
 
-use super::channel::{SendError, classify_http, parse_retry_after};
+use super::channel::{HttpAnswer, SendError, classify_http};
 use super::messenger::{Address, Content, Messenger};
 use crate::recipients::{Channel, PushKind, PushTarget, Recipient, WebPushKeys};
 use base64::Engine;
@@ -137,18 +137,11 @@ impl WebPushMessenger {
             .send()
             .await
             .map_err(|error| SendError::transient(format!("POST to {place}: {}", describe(error))))?;
-        let status = response.status().as_u16();
-        let retry_after = parse_retry_after(
-            response
-                .headers()
-                .get("retry-after")
-                .and_then(|value| value.to_str().ok()),
-        );
-        let text = if response.status().is_success() {
-            String::new()
-        } else {
-            response.text().await.unwrap_or_default()
-        };
+        let HttpAnswer {
+            status,
+            retry_after,
+            body: text,
+        } = HttpAnswer::read(response).await;
         answer(status, retry_after, &text).map_err(|error| SendError {
             message: format!("{place}: {}", error.message),
             ..error

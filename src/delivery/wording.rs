@@ -58,27 +58,13 @@ pub fn event_type(notice: &Notice) -> Option<EventTypeName> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::FeedItem;
 
     fn notice(action: i64, resource_type: &str, username: Option<&str>) -> Notice {
-        Notice {
-            item: FeedItem {
-                owner: "user-123".into(),
-                action_key: "k".into(),
-                id: "id".into(),
-                userid: "user-456".into(),
-                username: username.map(str::to_owned),
-                userpic: None,
-                userbio: None,
-                action,
-                resource_type: resource_type.into(),
-                resource_id: "post-789".into(),
-                excerpt: None,
-                read_status: false,
-                created_at: "2024-01-15T10:30:00Z".into(),
-            },
-            version: "1".into(),
-        }
+        let mut notice = Notice::sample("user-123");
+        notice.item.action = action;
+        notice.item.resource_type = resource_type.into();
+        notice.item.username = username.map(str::to_owned);
+        notice
     }
 
     #[test]

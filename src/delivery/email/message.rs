@@ -121,27 +121,14 @@ impl Letter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::FeedItem;
 
     fn notice(id: &str) -> Notice {
-        Notice {
-            item: FeedItem {
-                owner: "user-123".into(),
-                action_key: "k".into(),
-                id: id.into(),
-                userid: "user-456".into(),
-                username: None,
-                userpic: None,
-                userbio: None,
-                action: 3,
-                resource_type: "post".into(),
-                resource_id: "post-789".into(),
-                excerpt: None,
-                read_status: false,
-                created_at: "2024-01-15T10:30:00Z".into(),
-            },
-            version: "1".into(),
-        }
+        let mut notice = Notice::sample("user-123");
+        notice.item.id = id.into();
+        notice.item.username = None;
+        notice.item.action = 3;
+        notice.item.excerpt = None;
+        notice
     }
 
     #[test]

@@ -108,27 +108,13 @@ fn longest_prefix(text: &str, fits: impl Fn(&str) -> bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::FeedItem;
 
     fn notice(id: &str, action: i64, excerpt: Option<String>) -> Notice {
-        Notice {
-            item: FeedItem {
-                owner: "user-123".into(),
-                action_key: "k".into(),
-                id: id.into(),
-                userid: "user-456".into(),
-                username: Some("John Doe".into()),
-                userpic: None,
-                userbio: None,
-                action,
-                resource_type: "post".into(),
-                resource_id: "post-789".into(),
-                excerpt,
-                read_status: false,
-                created_at: "2024-01-15T10:30:00Z".into(),
-            },
-            version: "1".into(),
-        }
+        let mut notice = Notice::sample("user-123");
+        notice.item.id = id.into();
+        notice.item.action = action;
+        notice.item.excerpt = excerpt;
+        notice
     }
 
     fn read(bytes: &[u8]) -> Value {
