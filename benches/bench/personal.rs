@@ -47,10 +47,7 @@ pub async fn throughput(receiver: Receiver, owners: usize) -> Rate {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&nats, dir.path());
-    env.extend([
-        ("NOTIFY_DEFAULTS", "email=instant,push=instant".to_owned()),
-        ("LOG_LEVEL", "warn".to_owned()),
-    ]);
+    env.push(("NOTIFY_DEFAULTS", "email=instant,push=instant".to_owned()));
     let js = nats.jetstream().await;
     // The receivers live until the end of the run.
     let mut smtp = None;
