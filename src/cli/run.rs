@@ -215,8 +215,10 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
-    let mut observers = Observers::default();
-    observers.limits = start_limits(&client, &config).await?;
+    let mut observers = Observers {
+        limits: start_limits(&client, &config).await?,
+        ..Observers::default()
+    };
     if announces && config.nats.mode == NatsMode::JetStream {
         let js = outbox.unwrap_or_else(|| async_nats::jetstream::new(client.clone()));
         observers.announcer = Some(Arc::new(Announcer::new(js, Arc::clone(&observers.metrics))));

@@ -125,8 +125,7 @@ pub fn key_of(user: &Id) -> String {
 pub struct TriggerUserLimit {
     store: kv::Store,
     rate: Rate,
-    /// Trigger user → end (publish ms) of the window whose "over its limit" line was said.
-    said: Mutex<HashMap<String, u64>>,
+    said: SaidOnce,
 }
 
 impl TriggerUserLimit {
@@ -134,7 +133,7 @@ impl TriggerUserLimit {
         TriggerUserLimit {
             store,
             rate,
-            said: Mutex::default(),
+            said: SaidOnce::default(),
         }
     }
 
@@ -218,18 +217,12 @@ impl TriggerUserLimit {
 
     /// "Over its limit" once per user and window, not once per event.
     fn say_once(&self, user: &Id, published_ms: u64, version: Version) {
-        let mut said = self.said.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if said.get(user.as_str()).is_some_and(|until| published_ms < *until) {
+        if !self
+            .said
+            .first_in_window(user, published_ms, self.rate.period_ms())
+        {
             return;
         }
-        if said.len() >= SAID_AT_MOST {
-            // Bounded: at worst a user is said to be over its limit once more.
-            said.clear();
-        }
-        said.insert(
-            user.as_str().to_owned(),
-            published_ms.saturating_add(self.rate.period_ms()),
-        );
         tracing::warn!(
             trigger_user = %user,
             limit = LIMIT,
@@ -237,6 +230,35 @@ impl TriggerUserLimit {
             %version,
             "trigger user over its limit: creates dropped"
         );
+    }
+}
+
+/// The users whose "over its limit" line was written, with the end (publish ms) of the
+/// window it was written for. Bounded: only an optimisation of the logs, never of the limit.
+#[derive(Default)]
+struct SaidOnce(Mutex<HashMap<String, u64>>);
+
+impl SaidOnce {
+    /// True for the first throttled event of `user` in a window; remembers it.
+    fn first_in_window(&self, user: &Id, published_ms: u64, period_ms: u64) -> bool {
+        let mut said = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if said.get(user.as_str()).is_some_and(|until| published_ms < *until) {
+            return false;
+        }
+        if said.len() >= SAID_AT_MOST {
+            // At worst a user is said to be over its limit once more.
+            said.clear();
+        }
+        said.insert(user.as_str().to_owned(), published_ms.saturating_add(period_ms));
+        true
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 }
 
@@ -271,6 +293,20 @@ mod tests {
         assert_eq!(key("a=2Eb"), "trigger_user.a=3D2Eb");
         assert_eq!(key("é *>"), "trigger_user.=C3=A9=20=2A=3E");
         assert_ne!(key("a.b"), key("a=2Eb"));
+    }
+
+    #[test]
+    fn over_the_limit_is_said_once_per_window_and_the_memory_of_it_is_bounded() {
+        let said = SaidOnce::default();
+        let user = Id::parse("trigger_user", "fan-1").unwrap();
+        assert!(said.first_in_window(&user, 1_000, 60_000));
+        assert!(!said.first_in_window(&user, 60_999, 60_000));
+        assert!(said.first_in_window(&user, 61_000, 60_000), "the next window");
+        for i in 0..3 * SAID_AT_MOST {
+            let user = Id::parse("trigger_user", &format!("fan-{i}")).unwrap();
+            said.first_in_window(&user, 1_000, 60_000);
+            assert!(said.len() <= SAID_AT_MOST);
+        }
     }
 
     #[test]
