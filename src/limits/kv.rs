@@ -164,7 +164,7 @@ impl TriggerUserLimit {
                     if revision > 0 && age > key_lifetime(self.rate) / 2 {
                         let _ = self.write(&key, &window, revision).await?;
                     }
-                    metrics.throttled(super::kv::LIMIT);
+                    metrics.throttled(LIMIT);
                     self.say_once(user, event.published_ms, delivery.version);
                     return Ok(Admission::Throttled(LIMIT));
                 }
