@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod input;
+pub mod limits;
 pub mod processing;
 pub mod recipients;
 pub mod store;

@@ -503,6 +503,7 @@ fn each_commands_help_shows_its_own_flags_first_and_only_the_settings_it_uses() 
         "WEBHOOK_URL",
         "PUSHER_KEY",
         "WORKER_CONCURRENCY",
+        "RATE_LIMIT_TRIGGER_USER",
     ] {
         assert!(
             !publish.contains(unused),
@@ -527,7 +528,7 @@ fn each_commands_help_shows_its_own_flags_first_and_only_the_settings_it_uses() 
     );
 
     let run = help_of(&["run", "--help"]);
-    for heading in ["NATS:", "Store:", "HTTP:", "Delivery:"] {
+    for heading in ["NATS:", "Store:", "HTTP:", "Delivery:", "Rate limits:"] {
         assert!(run.contains(heading), "run --help lacks {heading}:\n{run}");
     }
 }

@@ -166,6 +166,35 @@ async fn run_all(sizes: Sizes) -> Report {
             );
             std::process::exit(0);
         }
+        Ok("limits") => {
+            // The SQLite drain with RATE_LIMIT_TRIGGER_USER off and on, alternately.
+            let mut ratios = Vec::new();
+            for round in 0..3 {
+                let off =
+                    runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, runs::Delivery::Off).await;
+                let on = runs::drain_with(
+                    runs::Store::Sqlite,
+                    sizes.sqlite_drain,
+                    64,
+                    runs::Delivery::Limited,
+                )
+                .await;
+                let ratio = on.events_per_second() / off.events_per_second();
+                eprintln!(
+                    "round {round}: limit off {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), on {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {ratio:.2}",
+                    off.events_per_second(),
+                    off.cpu_seconds_per_100k(),
+                    off.server_cpu_seconds_per_100k(),
+                    on.events_per_second(),
+                    on.cpu_seconds_per_100k(),
+                    on.server_cpu_seconds_per_100k(),
+                );
+                ratios.push(ratio);
+            }
+            ratios.sort_by(f64::total_cmp);
+            eprintln!("median ratio on/off {:.2}", ratios[ratios.len() / 2]);
+            std::process::exit(0);
+        }
         Ok("personal") => {
             for receiver in [personal::Receiver::Email, personal::Receiver::Webpush] {
                 let rate = personal::throughput(receiver, sizes.personal_owners).await;

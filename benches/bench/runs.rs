@@ -48,7 +48,14 @@ pub enum Delivery {
     /// Channel `nats` configured but the worker runs `--stage store`: the store path with
     /// its outbox announcements alone, the delivery stage elsewhere (not running here).
     Announce,
+    /// No channel, `RATE_LIMIT_TRIGGER_USER` on: every event of the backlog is a new trigger
+    /// user's, so every create is admitted with a key-value read and a write (the limit's
+    /// dearest path).
+    Limited,
 }
+
+/// The limit of the `Limited` runs: never reached by the backlog (one create per user).
+const LIMITED_RATE: &str = "100/1m";
 
 /// The Pusher channel template of the runs: the worker's default, one public channel per owner.
 const PUSHER_CHANNEL: &str = "user-{owner}-notifications";
@@ -105,6 +112,9 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
         // Any channel makes the store stage announce, and the job is the same for all; the
         // `nats` channel needs no server of its own (no delivery stage runs here anyway).
         env.push(("REALTIME_NATS_SUBJECT", ANNOUNCE_SUBJECT.to_owned()));
+    }
+    if delivery == Delivery::Limited {
+        env.push(("RATE_LIMIT_TRIGGER_USER", LIMITED_RATE.to_owned()));
     }
     let setup = drained_worker(dir.path(), &env).arg("setup").output().unwrap();
     assert!(

@@ -132,14 +132,14 @@ pub fn command() -> clap::Command {
 fn settings_used_by(command: &str) -> &'static [&'static str] {
     use heading::*;
     match command {
-        "setup" => &[GENERAL, NATS, STORE, DEAD_LETTERS, DELIVERY],
+        "setup" => &[GENERAL, NATS, STORE, DEAD_LETTERS, DELIVERY, LIMITS],
         "publish" | "dlq" => &[GENERAL, NATS],
         "feed" => &[GENERAL, STORE],
         "deliver" => &[GENERAL, NATS, DELIVERY],
         // Its commands narrow it further: see `settings_used_by_recipient`.
         "recipient" => &[GENERAL, NATS, STORE, DELIVERY],
         // `run`, and anything new until it says otherwise.
-        _ => &[GENERAL, NATS, STORE, WORKER, HTTP, DEAD_LETTERS, DELIVERY],
+        _ => &[GENERAL, NATS, STORE, WORKER, HTTP, DEAD_LETTERS, DELIVERY, LIMITS],
     }
 }
 

@@ -4,6 +4,7 @@ use crate::config::{Config, Environment, NatsMode};
 use crate::delivery::{self, Announcer, StageOptions};
 use crate::http::{self, HttpState};
 use crate::input::{self, DeadLetters, Source};
+use crate::limits::{self, Limits};
 use crate::processing::{self, Observers, WorkerSettings};
 use crate::store::{AnyRecipientStore, AnyStore, NotificationStore, RecipientStore};
 use crate::telemetry::readiness::Readiness;
@@ -214,7 +215,10 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
-    let mut observers = Observers::default();
+    let mut observers = Observers {
+        limits: start_limits(&client, &config).await?,
+        ..Observers::default()
+    };
     if announces && config.nats.mode == NatsMode::JetStream {
         let js = outbox.unwrap_or_else(|| async_nats::jetstream::new(client.clone()));
         observers.announcer = Some(Arc::new(Announcer::new(js, Arc::clone(&observers.metrics))));
@@ -325,6 +329,36 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     close(store).await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The rate limits, against their key-value bucket: created here in development, `setup`'s
+/// in production (where a missing one stops the start: a limit that silently did nothing
+/// would be worse than none).
+async fn start_limits(client: &async_nats::Client, config: &Config) -> anyhow::Result<Limits> {
+    let Some(rate) = config.limits.trigger_user else {
+        return Ok(Limits::default());
+    };
+    if config.nats.mode == NatsMode::Core {
+        return Err(UsageError(
+            "RATE_LIMIT_TRIGGER_USER needs NATS_MODE=jetstream: its state is a JetStream key-value bucket"
+                .into(),
+        )
+        .into());
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    let bucket = if config.environment == Environment::Development {
+        limits::kv::ensure_bucket(&js, rate).await?
+    } else {
+        limits::kv::existing_bucket(&js, rate).await?.ok_or_else(|| {
+            UsageError(format!(
+                "RATE_LIMIT_TRIGGER_USER is on but the JetStream key-value bucket {} does not exist: \
+                 run `notification-worker setup` to create it",
+                limits::kv::BUCKET
+            ))
+        })?
+    };
+    tracing::info!(%rate, bucket = limits::kv::BUCKET, "trigger-user limit on");
+    Ok(Limits::new(Some(limits::kv::TriggerUserLimit::new(bucket, rate))))
 }
 
 /// What the personal channels share: the directory (cached), the defaults, the feeds.

@@ -7,6 +7,7 @@
 mod dead_letters;
 pub mod delivery;
 pub mod email;
+pub mod limits;
 pub mod mobile;
 mod nats;
 pub mod webpush;
@@ -32,6 +33,7 @@ pub mod heading {
     pub const HTTP: &str = "HTTP";
     pub const DEAD_LETTERS: &str = "Dead letters";
     pub const DELIVERY: &str = "Delivery";
+    pub const LIMITS: &str = "Rate limits";
 }
 
 /// The settings as given, before they are checked. Every one is a flag and a variable.
@@ -206,6 +208,8 @@ pub struct RawSettings {
     pub dlq_max_bytes: String,
     #[command(flatten)]
     pub delivery: delivery::RawDelivery,
+    #[command(flatten)]
+    pub limits: limits::RawLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +260,8 @@ pub struct Config {
     /// `NOTIFY_DEFAULTS`: email and push modes for people who chose none (issue 10; not
     /// used by the worker yet).
     pub notify_defaults: crate::recipients::NotifyDefaults,
+    /// `RATE_LIMIT_*`: the limits creates must pass (docs/rate-limits.md).
+    pub limits: crate::limits::LimitSettings,
 }
 
 /// `forever` as a duration: longer than any stream keeps anything.
@@ -346,6 +352,7 @@ impl Config {
             },
             delivery: delivery::parse(&raw.delivery, environment)?,
             notify_defaults: delivery::parse_notify_defaults(&raw.delivery.notify_defaults)?,
+            limits: limits::parse(&raw.limits)?,
         })
     }
 }
@@ -574,6 +581,7 @@ mod tests {
             dlq_max_bytes: "1GiB".into(),
             notif_tombstone_ttl: "30d".into(),
             delivery: delivery::RawDelivery::default(),
+            limits: limits::RawLimits::default(),
         }
     }
 

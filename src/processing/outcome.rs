@@ -12,6 +12,8 @@ pub enum Outcome {
     Applied(Applied),
     /// owner == trigger_user: acknowledged without a write.
     SelfSkipped,
+    /// A create over a rate limit: acknowledged without a write (docs/rate-limits.md).
+    Throttled,
     /// Never valid: dead-lettered (JetStream) or only logged (core), then acknowledged.
     Invalid(Rejection),
     /// Valid but refused by the store, or delivered too often: dead-lettered, acknowledged.
@@ -26,6 +28,7 @@ impl Outcome {
         match self {
             Outcome::Applied(applied) => applied.as_str(),
             Outcome::SelfSkipped => "self_skipped",
+            Outcome::Throttled => "throttled",
             Outcome::Invalid(_) => "invalid",
             Outcome::DeadLettered(_) => "dead_lettered",
             Outcome::HandedBack => "handed_back",

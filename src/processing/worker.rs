@@ -13,6 +13,7 @@ use crate::domain::{
     Change, Decision, EventPolicy, Reason, Rejection, Timestamp, event_type_label, parse_event,
 };
 use crate::input::{DeadLetters, Delivery, Intake, MAX_PULL, Source, Taker};
+use crate::limits::{Admission, Limits};
 use crate::store::{ErrorKind, NotificationStore, Report, StoreError};
 use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct Observers {
     /// Told what each applied event did, before it is acknowledged: the delivery stage's
     /// outbox. `None` when no delivery channel is enabled.
     pub announcer: Option<Arc<Announcer>>,
+    /// The rate limits creates must pass before they are stored (off by default).
+    pub limits: Limits,
 }
 
 /// One valid event waiting for, or running in, its key's lane.
@@ -76,6 +79,7 @@ struct Shared<S> {
     dead_letters: Option<DeadLetters>,
     health: Arc<StoreHealth>,
     announcer: Option<Arc<Announcer>>,
+    limits: Limits,
     sequencer: Sequencer<Job>,
     held: Arc<HeldDeliveries>,
     breaker: RejectionBreaker,
@@ -104,6 +108,7 @@ pub async fn run<S: NotificationStore>(
         dead_letters,
         health: observers.health,
         announcer: observers.announcer,
+        limits: observers.limits,
         sequencer: Sequencer::new(),
         held: Arc::default(),
         breaker: RejectionBreaker::default(),
@@ -343,6 +348,10 @@ async fn run_lane<S: NotificationStore>(shared: Arc<Shared<S>>, key: OrderKey, f
             Attempt::Refused(rejection) => {
                 reject(&shared, &job.delivery, rejection, Outcome::DeadLettered).await
             }
+            Attempt::Throttled => {
+                job.delivery.ack().await;
+                Outcome::Throttled
+            }
             Attempt::Interrupted => {
                 interrupted = true;
                 job.delivery.hand_back(HAND_BACK_DELAY).await;
@@ -381,6 +390,8 @@ enum Attempt {
     Applied(Report),
     /// The store refuses this change for good.
     Refused(Rejection),
+    /// Over a rate limit: not to be stored.
+    Throttled,
     /// Shutdown came while the store was failing.
     Interrupted,
 }
@@ -390,23 +401,18 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
     // event notice a recovered store soon.
     let longest_pause = shared.settings.ack_wait / 3;
     let mut attempt = 0u32;
+    let mut admitted = false;
     let operation = match job.change {
         Change::Create(_) => "create",
         Change::Remove { .. } => "remove",
     };
     loop {
-        let call = shared
-            .store_calls
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let started = Instant::now();
-        let result = shared
-            .store
-            .apply_reported(&job.change, job.delivery.version)
-            .await;
-        shared.metrics.store_request(operation, started.elapsed());
-        drop(call);
+        // The limits' state is reached like the store: its failures are retried below.
+        let result = match admit_once(shared, job, &mut admitted).await {
+            Ok(Admission::Throttled(_)) => return Attempt::Throttled,
+            Ok(Admission::Admitted) => store_call(shared, job, operation).await,
+            Err(error) => Err(error),
+        };
         let mut error = match result {
             Ok(applied) => {
                 if shared.breaker.succeeded() {
@@ -464,4 +470,37 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
             () = tokio::time::sleep(pause.min(longest_pause)) => {}
         }
     }
+}
+
+/// Asks the limits about the job, once: a retry after a store failure does not ask again.
+async fn admit_once<S>(shared: &Shared<S>, job: &Job, admitted: &mut bool) -> Result<Admission, StoreError> {
+    if *admitted {
+        return Ok(Admission::Admitted);
+    }
+    let admission = shared
+        .limits
+        .admit(&job.change, &job.delivery, &shared.metrics)
+        .await?;
+    *admitted = admission == Admission::Admitted;
+    Ok(admission)
+}
+
+async fn store_call<S: NotificationStore>(
+    shared: &Shared<S>,
+    job: &Job,
+    operation: &'static str,
+) -> Result<Report, StoreError> {
+    let call = shared
+        .store_calls
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    let started = Instant::now();
+    let result = shared
+        .store
+        .apply_reported(&job.change, job.delivery.version)
+        .await;
+    shared.metrics.store_request(operation, started.elapsed());
+    drop(call);
+    result
 }

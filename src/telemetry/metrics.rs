@@ -21,7 +21,10 @@ pub const OUTCOMES: [&str; 3] = ["self_skipped", "invalid", "dead_lettered"];
 /// The store's outcomes, which depend on what the subject asks for: a create is stored,
 /// left as it is, or comes too late (a newer remove stands); a remove deletes or finds
 /// nothing to delete. The `other` row can be either.
-const CREATE_OUTCOMES: [&str; 3] = ["created", "duplicate", "superseded"];
+/// `throttled`: over a rate limit, not stored (docs/rate-limits.md).
+const CREATE_OUTCOMES: [&str; 4] = ["created", "duplicate", "superseded", "throttled"];
+/// The rate limits, as `notification_worker_throttled_total` labels them.
+pub const LIMITS: [&str; 1] = [crate::limits::kv::LIMIT];
 const REMOVE_OUTCOMES: [&str; 2] = ["removed", "absent"];
 
 /// The recipient directory's events (stream `RECIPIENTS`), counted in
@@ -45,6 +48,11 @@ struct OperationLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -187,6 +195,7 @@ pub struct Metrics {
     dead_letters: Family<ReasonLabels, Counter>,
     dead_letter_failures: Counter,
     rejection_breaker_open: Gauge,
+    throttled: Family<LimitLabels, Counter>,
     sqlite: SqliteWalMetrics,
 }
 
@@ -404,6 +413,12 @@ impl Metrics {
             "1 while many store_rejected refusals in a row hold events and pause intake",
             rejection_breaker_open.clone(),
         );
+        let throttled = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "throttled",
+            "Creates over a rate limit, acknowledged and not stored, by limit",
+            throttled.clone(),
+        );
         let sqlite = SqliteWalMetrics::register(&mut registry);
         let delivery = DeliveryMetrics::register(&mut registry);
         let build_info = Family::<VersionLabels, Gauge>::default();
@@ -429,6 +444,7 @@ impl Metrics {
             dead_letters,
             dead_letter_failures,
             rejection_breaker_open,
+            throttled,
             sqlite,
         };
         metrics.start_every_series_at_zero();
@@ -464,6 +480,9 @@ impl Metrics {
                     .recipient_events
                     .get_or_create(&EventLabels { event_type, outcome });
             }
+        }
+        for limit in LIMITS {
+            let _ = self.throttled.get_or_create(&LimitLabels { limit });
         }
         for operation in ["create", "remove"] {
             let _ = self.store_duration.get_or_create(&OperationLabels { operation });
@@ -614,6 +633,11 @@ impl Metrics {
                 reason: reason.code(),
             })
             .inc();
+    }
+
+    /// One create over `limit` (see [`LIMITS`]).
+    pub fn throttled(&self, limit: &'static str) {
+        self.throttled.get_or_create(&LimitLabels { limit }).inc();
     }
 
     pub fn dead_letter_failed(&self) {
