@@ -195,6 +195,22 @@ async fn run_all(sizes: Sizes) -> Report {
             eprintln!("median ratio on/off {:.2}", ratios[ratios.len() / 2]);
             std::process::exit(0);
         }
+        Ok("limits-rss") => {
+            // One million distinct trigger users through the limiter: the worker keeps no
+            // per-user state (the key-value bucket does), so its peak RSS should be the
+            // drain's without the limit.
+            let on = runs::drain_with(runs::Store::Sqlite, sizes.rss_backlog, 64, runs::Delivery::Limited).await;
+            let off = runs::drain_with(runs::Store::Sqlite, sizes.rss_backlog, 64, runs::Delivery::Off).await;
+            eprintln!(
+                "{} distinct trigger users: limit on {:.0} events/s, peak RSS {:.1} MiB; limit off {:.0} events/s, peak RSS {:.1} MiB",
+                sizes.rss_backlog,
+                on.events_per_second(),
+                on.cost.peak_rss_mib,
+                off.events_per_second(),
+                off.cost.peak_rss_mib
+            );
+            std::process::exit(0);
+        }
         Ok("personal") => {
             for receiver in [personal::Receiver::Email, personal::Receiver::Webpush] {
                 let rate = personal::throughput(receiver, sizes.personal_owners).await;
