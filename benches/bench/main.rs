@@ -99,6 +99,50 @@ fn main() {
     eprintln!("wrote target/bench/results.md and benchmarks-concurrency.svg");
 }
 
+/// The SQLite drain without delivery or limits, then with `on`, three rounds alternately:
+/// each round's figures, then the medians (worker and nats-server CPU per 100k events).
+async fn off_and_on(sizes: &Sizes, on: runs::Delivery, what: &str) {
+    let mut offs = Vec::new();
+    let mut ons = Vec::new();
+    let figures = |drain: &runs::Drain| {
+        format!(
+            "{:.0} events/s ({:.2} CPU s/100k, nats-server {:.2})",
+            drain.events_per_second(),
+            drain.cpu_seconds_per_100k(),
+            drain.server_cpu_seconds_per_100k()
+        )
+    };
+    for round in 0..3 {
+        let off = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, runs::Delivery::Off).await;
+        let with = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, on).await;
+        eprintln!(
+            "round {round}: off {}, {what} {}: ratio {:.2}",
+            figures(&off),
+            figures(&with),
+            with.events_per_second() / off.events_per_second()
+        );
+        offs.push(off);
+        ons.push(with);
+    }
+    let median = |drains: &[runs::Drain], figure: fn(&runs::Drain) -> f64| {
+        let mut values: Vec<f64> = drains.iter().map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (off_rate, on_rate) = (
+        median(&offs, runs::Drain::events_per_second),
+        median(&ons, runs::Drain::events_per_second),
+    );
+    eprintln!(
+        "medians: off {off_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), {what} {on_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {:.2}",
+        median(&offs, runs::Drain::cpu_seconds_per_100k),
+        median(&offs, runs::Drain::server_cpu_seconds_per_100k),
+        median(&ons, runs::Drain::cpu_seconds_per_100k),
+        median(&ons, runs::Drain::server_cpu_seconds_per_100k),
+        on_rate / off_rate
+    );
+}
+
 async fn run_all(sizes: Sizes) -> Report {
     if let Some(output) = std::env::var_os("BENCH_PROFILE") {
         // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
@@ -122,84 +166,25 @@ async fn run_all(sizes: Sizes) -> Report {
         Ok("announce") => {
             // Worker and nats-server CPU per 100k events: the worker's share of the
             // announce is what the worker can cut; the server's (storing the jobs) is not.
-            let mut offs = Vec::new();
-            let mut ons = Vec::new();
-            for round in 0..3 {
-                let off =
-                    runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, runs::Delivery::Off).await;
-                let on = runs::drain_with(
-                    runs::Store::Sqlite,
-                    sizes.sqlite_drain,
-                    64,
-                    runs::Delivery::Announce,
-                )
-                .await;
-                eprintln!(
-                    "round {round}: off {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), store stage announcing {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {:.2}",
-                    off.events_per_second(),
-                    off.cpu_seconds_per_100k(),
-                    off.server_cpu_seconds_per_100k(),
-                    on.events_per_second(),
-                    on.cpu_seconds_per_100k(),
-                    on.server_cpu_seconds_per_100k(),
-                    on.events_per_second() / off.events_per_second()
-                );
-                offs.push(off);
-                ons.push(on);
-            }
-            let median = |drains: &[runs::Drain], figure: fn(&runs::Drain) -> f64| {
-                let mut figures: Vec<f64> = drains.iter().map(figure).collect();
-                figures.sort_by(f64::total_cmp);
-                figures[figures.len() / 2]
-            };
-            let (off_rate, on_rate) = (
-                median(&offs, runs::Drain::events_per_second),
-                median(&ons, runs::Drain::events_per_second),
-            );
-            eprintln!(
-                "medians: off {off_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), store stage announcing {on_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {:.2}",
-                median(&offs, runs::Drain::cpu_seconds_per_100k),
-                median(&offs, runs::Drain::server_cpu_seconds_per_100k),
-                median(&ons, runs::Drain::cpu_seconds_per_100k),
-                median(&ons, runs::Drain::server_cpu_seconds_per_100k),
-                on_rate / off_rate
-            );
+            off_and_on(&sizes, runs::Delivery::Announce, "store stage announcing").await;
             std::process::exit(0);
         }
         Ok("limits") => {
             // The SQLite drain with RATE_LIMIT_TRIGGER_USER off and on, alternately.
-            let mut ratios = Vec::new();
-            for round in 0..3 {
-                let off =
-                    runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, runs::Delivery::Off).await;
-                let on = runs::drain_with(
-                    runs::Store::Sqlite,
-                    sizes.sqlite_drain,
-                    64,
-                    runs::Delivery::Limited,
-                )
-                .await;
-                let ratio = on.events_per_second() / off.events_per_second();
-                eprintln!(
-                    "round {round}: limit off {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), on {:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {ratio:.2}",
-                    off.events_per_second(),
-                    off.cpu_seconds_per_100k(),
-                    off.server_cpu_seconds_per_100k(),
-                    on.events_per_second(),
-                    on.cpu_seconds_per_100k(),
-                    on.server_cpu_seconds_per_100k(),
-                );
-                ratios.push(ratio);
-            }
-            ratios.sort_by(f64::total_cmp);
-            eprintln!("median ratio on/off {:.2}", ratios[ratios.len() / 2]);
+            off_and_on(&sizes, runs::Delivery::Limited, "trigger-user limit on").await;
             std::process::exit(0);
         }
         Ok("limits-rss") => {
             // One million distinct trigger users through the limiter: the worker keeps no
             // per-user state (the key-value bucket does), so its peak RSS should be the
             // drain's without the limit.
-            let on = runs::drain_with(runs::Store::Sqlite, sizes.rss_backlog, 64, runs::Delivery::Limited).await;
+            let on = runs::drain_with(
+                runs::Store::Sqlite,
+                sizes.rss_backlog,
+                64,
+                runs::Delivery::Limited,
+            )
+            .await;
             let off = runs::drain_with(runs::Store::Sqlite, sizes.rss_backlog, 64, runs::Delivery::Off).await;
             eprintln!(
                 "{} distinct trigger users: limit on {:.0} events/s, peak RSS {:.1} MiB; limit off {:.0} events/s, peak RSS {:.1} MiB",
