@@ -12,7 +12,7 @@ use notification_worker::delivery::email::{EmailMessenger, EmailSettings};
 use notification_worker::delivery::job::Notice;
 use notification_worker::delivery::messenger::{Address, Content, Messenger};
 use notification_worker::delivery::wording;
-use notification_worker::domain::{FeedItem, Id, Version};
+use notification_worker::domain::{Id, Version};
 use notification_worker::recipients::{Email, Locale, Recipient, RecipientChange, Upsert};
 use std::time::Duration;
 use support::aiosmtpd::{Aiosmtpd, Mail};
@@ -37,24 +37,17 @@ fn recipient() -> Recipient {
 }
 
 fn notice(id: &str, action: i64, username: &str, excerpt: Option<&str>) -> Notice {
-    Notice {
-        item: FeedItem {
-            owner: OWNER.into(),
-            action_key: format!("{action}#{username}#post-789"),
-            id: id.into(),
-            userid: format!("id-of-{username}"),
-            username: Some(username.into()),
-            userpic: None,
-            userbio: None,
-            action,
-            resource_type: "post".into(),
-            resource_id: "post-789".into(),
-            excerpt: excerpt.map(str::to_owned),
-            read_status: false,
-            created_at: "2024-01-15T10:30:00Z".into(),
-        },
-        version: "1".into(),
-    }
+    let mut notice = Notice::sample(OWNER);
+    notice.item.action_key = format!("{action}#{username}#post-789");
+    notice.item.id = id.into();
+    notice.item.userid = format!("id-of-{username}");
+    notice.item.username = Some(username.into());
+    notice.item.action = action;
+    notice.item.resource_type = "post".into();
+    notice.item.excerpt = excerpt.map(str::to_owned);
+    notice.item.created_at = "2024-01-15T10:30:00Z".into();
+    notice.version = "1".into();
+    notice
 }
 
 fn raw(url: &str) -> RawEmail {

@@ -18,7 +18,7 @@ use notification_worker::delivery::job::Notice;
 use notification_worker::delivery::messenger::{Address, Content, Messenger};
 use notification_worker::delivery::webpush::WebPushMessenger;
 use notification_worker::delivery::{Failure, SendError, wording};
-use notification_worker::domain::{FeedItem, Id, Version};
+use notification_worker::domain::{Id, Version};
 use notification_worker::recipients::{
     Channel, Email, PushKind, PushTarget, Recipient, RecipientChange, TargetKey, Upsert, WebPushKeys,
 };
@@ -150,24 +150,16 @@ fn recipient() -> Recipient {
 /// A notification for [`OWNER`] from `actor` (action 1 like, 3 reply, 5 mention, 6
 /// follow), with its own id.
 fn notice(actor: &str, action: i64) -> Notice {
-    Notice {
-        item: FeedItem {
-            owner: OWNER.into(),
-            action_key: format!("{OWNER}#{action}#post-789#{actor}"),
-            id: uuid::Uuid::new_v4().to_string(),
-            userid: format!("id-of-{actor}"),
-            username: Some(actor.into()),
-            userpic: None,
-            userbio: None,
-            action,
-            resource_type: "post".into(),
-            resource_id: "post-789".into(),
-            excerpt: Some("Great point, thanks!".into()),
-            read_status: false,
-            created_at: "2024-01-15T10:30:00Z".into(),
-        },
-        version: "1".into(),
-    }
+    let mut notice = Notice::sample(OWNER);
+    notice.item.action_key = format!("{OWNER}#{action}#post-789#{actor}");
+    notice.item.userid = format!("id-of-{actor}");
+    notice.item.username = Some(actor.into());
+    notice.item.action = action;
+    notice.item.resource_type = "post".into();
+    notice.item.excerpt = Some("Great point, thanks!".into());
+    notice.item.created_at = "2024-01-15T10:30:00Z".into();
+    notice.version = "1".into();
+    notice
 }
 
 // --- rigs ---

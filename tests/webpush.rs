@@ -14,7 +14,7 @@ use notification_worker::delivery::job::Notice;
 use notification_worker::delivery::messenger::{Address, Content, Messenger};
 use notification_worker::delivery::webpush::{MAX_PAYLOAD_BYTES, WebPushMessenger, WebPushSettings};
 use notification_worker::delivery::{Failure, SendError};
-use notification_worker::domain::{FeedItem, Id};
+use notification_worker::domain::Id;
 use notification_worker::recipients::{PushTarget, Recipient, TargetKey, WebPushKeys};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -74,24 +74,15 @@ fn target(subscription: &Subscription) -> PushTarget {
 }
 
 fn notice(id: &str, action: i64, excerpt: Option<&str>) -> Notice {
-    Notice {
-        item: FeedItem {
-            owner: "user-123".into(),
-            action_key: format!("user-123#{action}#post-789#user-456"),
-            id: id.into(),
-            userid: "user-456".into(),
-            username: Some("John Doe".into()),
-            userpic: None,
-            userbio: None,
-            action,
-            resource_type: "post".into(),
-            resource_id: "post-789".into(),
-            excerpt: excerpt.map(str::to_owned),
-            read_status: false,
-            created_at: "2024-01-15T10:30:00Z".into(),
-        },
-        version: "1".into(),
-    }
+    let mut notice = Notice::sample("user-123");
+    notice.item.action_key = format!("user-123#{action}#post-789#user-456");
+    notice.item.id = id.into();
+    notice.item.action = action;
+    notice.item.resource_type = "post".into();
+    notice.item.excerpt = excerpt.map(str::to_owned);
+    notice.item.created_at = "2024-01-15T10:30:00Z".into();
+    notice.version = "1".into();
+    notice
 }
 
 async fn send_one(

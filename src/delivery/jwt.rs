@@ -129,23 +129,27 @@ fn pkcs8_der(pem: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| "is not a PEM private key (its body is not base64)".to_owned())
 }
 
+/// A PKCS#8 DER key as PEM, as key files hold it (for the unit tests of key readers).
+#[cfg(test)]
+pub(crate) fn pkcs8_pem(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ring::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 
-    fn pem(der: &[u8]) -> String {
-        let body = STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|line| std::str::from_utf8(line).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        )
-    }
+    use super::pkcs8_pem as pem;
 
     /// An RSA key made by the openssl CLI (ring cannot generate RSA keys), in the PKCS#8
     /// PEM form of a service account's `private_key`.

@@ -146,16 +146,7 @@ mod tests {
             &rng,
         )
         .unwrap();
-        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|line| std::str::from_utf8(line).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        )
+        crate::delivery::jwt::pkcs8_pem(der.as_ref())
     }
 
     #[test]
