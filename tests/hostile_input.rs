@@ -4,7 +4,7 @@
 #[path = "support/hostile.rs"]
 mod hostile;
 
-use notification_worker::domain::{Change, Decision, EventPolicy, Timestamp, parse_event};
+use notification_worker::domain::{Aggregation, Change, Decision, EventPolicy, Timestamp, parse_event};
 use serde_json::json;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -14,6 +14,7 @@ fn policy() -> EventPolicy {
     EventPolicy {
         allow_http_pictures: false,
         now: Timestamp::now(),
+        aggregate: Aggregation::OFF,
     }
 }
 

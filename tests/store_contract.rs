@@ -4,7 +4,7 @@
 mod support;
 
 use notification_worker::domain::{
-    Change, Decision, EventPolicy, FeedItem, Id, Timestamp, Version, parse_event,
+    Action, Aggregation, Change, Decision, EventPolicy, FeedItem, Id, Timestamp, Version, parse_event,
 };
 use notification_worker::store::{Applied, Ended, NotificationStore, Report};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,7 @@ fn policy() -> EventPolicy {
     EventPolicy {
         allow_http_pictures: false,
         now: Timestamp::now(),
+        aggregate: Aggregation::OFF,
     }
 }
 
@@ -219,13 +220,13 @@ fn unlike_of(trigger: &str) -> Change {
 fn id_of(change: &Change) -> String {
     match change {
         Change::Create(notification) => notification.id.to_string(),
-        Change::Remove { .. } => panic!("a remove has no id"),
+        _ => panic!("only a create has an id"),
     }
 }
 
 /// The stored notification of `trigger`'s like on post-1 of user-1, as the feed shows it.
 async fn stored(store: &impl NotificationStore, trigger: &str) -> Option<FeedItem> {
-    let key = like(trigger).action_key().to_string();
+    let key = like(trigger).action_key().unwrap().to_string();
     let mut items: Vec<FeedItem> = store
         .feed(&owner("user-1"), 1000)
         .await
@@ -326,7 +327,10 @@ async fn like_unlike_in_both_orders_ends_removed(store: &impl NotificationStore,
 async fn a_live_notification_keeps_its_id_and_read_status(store: &impl NotificationStore, raw: &RawStore) {
     let first = like("fan-1");
     assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
-    assert!(raw.mark_read("user-1", first.action_key().as_str()).await);
+    assert!(
+        raw.mark_read("user-1", first.action_key().unwrap().as_str())
+            .await
+    );
     assert_eq!(
         store.apply(&first, v(3)).await.unwrap(),
         Applied::Created,
@@ -353,7 +357,8 @@ async fn a_live_notification_keeps_its_id_and_read_status(store: &impl Notificat
         Applied::Removed
     );
     assert!(
-        !raw.mark_read("user-1", first.action_key().as_str()).await,
+        !raw.mark_read("user-1", first.action_key().unwrap().as_str())
+            .await,
         "nothing to mark"
     );
 }
@@ -362,7 +367,7 @@ async fn a_live_notification_keeps_its_id_and_read_status(store: &impl Notificat
 /// absent before its create and after its remove, and never a tombstone.
 async fn find_reads_one_notification_as_the_api_sees_it(store: &impl NotificationStore, raw: &RawStore) {
     let first = like("fan-1");
-    let key = first.action_key().as_str().to_owned();
+    let key = first.action_key().unwrap().as_str().to_owned();
     assert_eq!(store.find(&owner("user-1"), &key).await.unwrap(), None);
     assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
     let found = store.find(&owner("user-1"), &key).await.unwrap().unwrap();
@@ -406,7 +411,7 @@ async fn find_reads_one_notification_as_the_api_sees_it(store: &impl Notificatio
 async fn a_zombie_create_between_a_tombstone_and_its_delete(store: &impl NotificationStore, raw: &RawStore) {
     let first = like("fan-1");
     assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
-    raw.write_tombstone("user-1", first.action_key().as_str(), v(6))
+    raw.write_tombstone("user-1", first.action_key().unwrap().as_str(), v(6))
         .await;
     assert_eq!(
         store.apply(&unlike_of("fan-1"), v(6)).await.unwrap(),
@@ -423,7 +428,7 @@ async fn a_zombie_create_between_a_tombstone_and_its_delete(store: &impl Notific
     for (trigger, late_create) in [("fan-2", 5), ("fan-3", 3)] {
         let first = like(trigger);
         assert_eq!(store.apply(&first, v(3)).await.unwrap(), Applied::Created);
-        raw.write_tombstone("user-1", first.action_key().as_str(), v(6))
+        raw.write_tombstone("user-1", first.action_key().unwrap().as_str(), v(6))
             .await;
         let late = if late_create == 3 {
             first.clone()
@@ -452,7 +457,7 @@ async fn a_create_newer_than_a_pending_remove_starts_a_new_life(
     raw: &RawStore,
 ) {
     let old = like("fan-1");
-    let key = old.action_key().to_string();
+    let key = old.action_key().unwrap().to_string();
     store.apply(&old, v(3)).await.unwrap();
     assert!(raw.mark_read("user-1", &key).await);
     raw.write_tombstone("user-1", &key, v(6)).await;
@@ -492,7 +497,7 @@ async fn rows_without_versions_count_as_the_oldest(store: &impl NotificationStor
     let kept = stored(store, "fan-1").await.unwrap();
     assert_eq!((kept.id, kept.read_status), (item.id.clone(), true));
     raw.insert_legacy(&FeedItem {
-        action_key: like("fan-2").action_key().to_string(),
+        action_key: like("fan-2").action_key().unwrap().to_string(),
         ..item
     })
     .await;
@@ -512,12 +517,14 @@ fn removed(id: &str, created: Version) -> Report {
             id: id.to_owned(),
             created,
         }),
+        aggregate: None,
     }
 }
 
 const ABSENT: Report = Report {
     applied: Applied::Absent,
     ended: None,
+    aggregate: None,
 };
 
 /// An unlike that deletes reports the life it ended (its id, and the like that created
@@ -535,7 +542,7 @@ async fn a_remove_reports_the_life_it_ended_and_again_when_redelivered(
         store.apply_reported(&unlike_of("fan-1"), v(4)).await.unwrap(),
         ended
     );
-    let key = unlike_of("fan-1").action_key().to_string();
+    let key = unlike_of("fan-1").action_key().unwrap().to_string();
     assert_eq!(raw.tombstone_ended_id("user-1", &key).await, Some(id.clone()));
     for _ in 0..2 {
         assert_eq!(
@@ -590,14 +597,14 @@ async fn a_later_removes_tombstone_never_remembers_an_earlier_removes_life(
 ) {
     let first = like("fan-1");
     store.apply(&first, v(3)).await.unwrap();
-    raw.write_tombstone("user-1", first.action_key().as_str(), v(8))
+    raw.write_tombstone("user-1", first.action_key().unwrap().as_str(), v(8))
         .await;
     assert_eq!(
         store.apply_reported(&unlike_of("fan-1"), v(5)).await.unwrap(),
         removed(&id_of(&first), v(3))
     );
     assert_eq!(
-        raw.tombstone_ended_id("user-1", first.action_key().as_str())
+        raw.tombstone_ended_id("user-1", first.action_key().unwrap().as_str())
             .await,
         None
     );
@@ -657,6 +664,293 @@ async fn replicas_racing_on_one_key<S: NotificationStore>(store: &S, other: &S) 
     }
 }
 
+// ---- Aggregation (`AGGREGATE`): likes of one post fold into one notification. ----
+
+/// A like or unlike of post-agg (owner user-1) by `actor`, with post likes aggregated.
+fn folded(actor: &str, likes: bool) -> Change {
+    let policy = EventPolicy {
+        aggregate: Aggregation::OFF.with(Action::from_code(1).unwrap()),
+        ..policy()
+    };
+    let (subject, extra) = if likes {
+        ("notifications.post.like", r#","excerpt":"My post""#)
+    } else {
+        ("notifications.post.unlike", "")
+    };
+    let body = format!(
+        r#"{{"owner":"user-1","trigger_user":"{actor}","username":"Name {actor}","action":1,"resource_type":"POST","resource_id":"post-agg"{extra}}}"#
+    );
+    match parse_event(subject, body.as_bytes(), &policy).unwrap().1 {
+        Decision::Apply(change) => change,
+        Decision::SkipSelf { .. } => panic!("not a self-notification"),
+    }
+}
+
+/// The owner's aggregates of post-agg, newest first.
+async fn aggregates(store: &impl NotificationStore) -> Vec<FeedItem> {
+    store
+        .feed(&owner("user-1"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|item| item.resource_id == "post-agg")
+        .collect()
+}
+
+fn userids(item: &FeedItem) -> Vec<String> {
+    item.actors
+        .iter()
+        .flatten()
+        .map(|named| named.userid.clone())
+        .collect()
+}
+
+/// The first like creates the aggregate, later ones fold into it: one item, the latest
+/// actor in the 13 attributes, the exact count, the latest three, a key no event can forge.
+async fn likes_fold_into_one_aggregate(store: &impl NotificationStore, _raw: &RawStore) {
+    let mut reports = Vec::new();
+    for (i, actor) in ["fan-a", "fan-b", "fan-c", "fan-d", "fan-e"].iter().enumerate() {
+        reports.push(
+            store
+                .apply_reported(&folded(actor, true), v(10 + i as u64))
+                .await
+                .unwrap(),
+        );
+    }
+    let applied: Vec<Applied> = reports.iter().map(|report| report.applied).collect();
+    assert_eq!(applied[0], Applied::Created);
+    assert!(
+        applied[1..].iter().all(|applied| *applied == Applied::Aggregated),
+        "{applied:?}"
+    );
+    let items = aggregates(store).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = &items[0];
+    assert!(
+        item.action_key.starts_with("#post-agg#1#aggregate-"),
+        "{}",
+        item.action_key
+    );
+    assert_eq!(
+        (item.userid.as_str(), item.username.as_deref()),
+        ("fan-e", Some("Name fan-e"))
+    );
+    assert_eq!(item.actor_count, Some(5));
+    assert_eq!(userids(item), ["fan-e", "fan-d", "fan-c"]);
+    assert_eq!(item.excerpt.as_deref(), Some("My post"));
+    assert!(!item.read_status);
+    // Every report names the aggregate as it then stood; the first created it.
+    let first = reports[0].aggregate.as_ref().unwrap();
+    assert_eq!(first.0.id, item.id);
+    assert_eq!(first.0.actor_count, Some(1));
+    let last = reports[4].aggregate.as_ref().unwrap();
+    assert_eq!(last.0.actor_count, Some(5));
+    assert!(last.1 > first.1, "each rewrite has a newer version");
+    assert_eq!(
+        store
+            .find(&owner("user-1"), &item.action_key)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(item)
+    );
+}
+
+/// Fifty actors like one post through two replicas at once, ten unlike, five likes are
+/// redelivered: one aggregate, 40 actors, the latest three.
+async fn fifty_likes_ten_unlikes_and_redeliveries_through_two_replicas<S: NotificationStore>(
+    store: &S,
+    other: &S,
+) {
+    let actor = |i: u64| format!("fan-{i:02}");
+    let likes: Vec<(u64, Change)> = (0..50).map(|i| (100 + i, folded(&actor(i), true))).collect();
+    let mut arrivals: Vec<&(u64, Change)> = likes.iter().collect();
+    arrivals.extend(likes.iter().take(5));
+    fastrand::shuffle(&mut arrivals);
+    futures::future::join_all(
+        arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, (sequence, change))| async move {
+                let replica: &S = if i % 2 == 0 { store } else { other };
+                replica.apply(change, v(*sequence)).await.unwrap()
+            }),
+    )
+    .await;
+    // The ten newest likers take theirs back, again from both replicas at once.
+    let unlikes: Vec<(u64, Change)> = (40..50).map(|i| (200 + i, folded(&actor(i), false))).collect();
+    futures::future::join_all(
+        unlikes
+            .iter()
+            .enumerate()
+            .map(|(i, (sequence, change))| async move {
+                let replica: &S = if i % 2 == 0 { store } else { other };
+                replica.apply(change, v(*sequence)).await.unwrap()
+            }),
+    )
+    .await;
+    let items = aggregates(store).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].actor_count, Some(40));
+    assert_eq!(userids(&items[0]), ["fan-39", "fan-38", "fan-37"]);
+    assert_eq!(items[0].userid, "fan-39");
+}
+
+/// Once read, the aggregate stays as the owner saw it: the next like starts a second one,
+/// and an unlike of an actor in the read one changes nothing.
+async fn a_read_aggregate_stays_and_the_next_like_starts_another(
+    store: &impl NotificationStore,
+    raw: &RawStore,
+) {
+    for (i, actor) in ["fan-a", "fan-b", "fan-c"].iter().enumerate() {
+        store.apply(&folded(actor, true), v(10 + i as u64)).await.unwrap();
+    }
+    let read = aggregates(store).await.remove(0);
+    assert!(raw.mark_read("user-1", &read.action_key).await);
+    assert_eq!(
+        store.apply(&folded("fan-d", true), v(20)).await.unwrap(),
+        Applied::Created
+    );
+    assert_eq!(
+        store.apply(&folded("fan-a", false), v(21)).await.unwrap(),
+        Applied::Absent
+    );
+    assert_eq!(
+        store.apply(&folded("fan-e", true), v(22)).await.unwrap(),
+        Applied::Aggregated
+    );
+    let items = aggregates(store).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    let (new, old): (Vec<_>, Vec<_>) = items.into_iter().partition(|item| !item.read_status);
+    assert_eq!(old[0].action_key, read.action_key);
+    assert_eq!((old[0].actor_count, userids(&old[0])), (Some(3), userids(&read)));
+    assert_ne!(new[0].action_key, read.action_key);
+    assert_eq!(
+        (new[0].actor_count, userids(&new[0])),
+        (Some(2), vec!["fan-e".to_owned(), "fan-d".to_owned()])
+    );
+}
+
+/// An unlike takes its actor out: the display moves to the latest remaining actor, and the
+/// last one out removes the aggregate (reporting the life it ended). A late, older like of
+/// an actor who unliked never comes back; a redelivered like never counts twice.
+async fn unlikes_shrink_the_aggregate_and_the_last_removes_it(
+    store: &impl NotificationStore,
+    _raw: &RawStore,
+) {
+    store.apply(&folded("fan-a", true), v(10)).await.unwrap();
+    store.apply(&folded("fan-b", true), v(11)).await.unwrap();
+    assert_eq!(
+        store.apply(&folded("fan-b", true), v(11)).await.unwrap(),
+        Applied::Aggregated
+    );
+    assert_eq!(
+        store.apply(&folded("fan-b", false), v(12)).await.unwrap(),
+        Applied::Aggregated
+    );
+    let item = aggregates(store).await.remove(0);
+    assert_eq!((item.userid.as_str(), item.actor_count), ("fan-a", Some(1)));
+    assert_eq!(item.username.as_deref(), Some("Name fan-a"));
+    assert_eq!(
+        store.apply(&folded("fan-b", true), v(9)).await.unwrap(),
+        Applied::Superseded
+    );
+    let report = store
+        .apply_reported(&folded("fan-a", false), v(13))
+        .await
+        .unwrap();
+    assert_eq!(report.applied, Applied::Removed);
+    assert_eq!(report.ended.map(|ended| ended.id), Some(item.id));
+    assert!(aggregates(store).await.is_empty());
+    assert_eq!(
+        store.apply(&folded("fan-a", true), v(8)).await.unwrap(),
+        Applied::Superseded
+    );
+    assert!(aggregates(store).await.is_empty());
+}
+
+/// Random likes and unlikes from random actors, in random order with repeats, through two
+/// replicas at once, end as applying each once in order does: the same actors, the same
+/// count, the same latest three.
+async fn any_arrival_order_gives_the_in_order_aggregate<S: NotificationStore>(
+    store: &S,
+    other: &S,
+    rounds: usize,
+) {
+    for round in 0..rounds {
+        let post = format!("post-p{round}");
+        let events: Vec<(u64, String, bool)> = (0..30)
+            .map(|sequence| {
+                (
+                    1000 + sequence,
+                    format!("fan-{}", fastrand::u8(0..8)),
+                    fastrand::bool(),
+                )
+            })
+            .collect();
+        // In order, once: an actor is in when its newest event is a like.
+        let mut newest = std::collections::BTreeMap::new();
+        for (sequence, actor, likes) in &events {
+            newest.insert(actor.clone(), (*sequence, *likes));
+        }
+        let mut expected: Vec<(u64, String)> = newest
+            .iter()
+            .filter(|(_, (_, likes))| *likes)
+            .map(|(actor, (sequence, _))| (*sequence, actor.clone()))
+            .collect();
+        expected.sort_by(|a, b| b.cmp(a));
+        let changes: Vec<(u64, Change)> = events
+            .iter()
+            .map(|(sequence, actor, likes)| {
+                let change = folded(actor, *likes);
+                let change = match change {
+                    Change::Join(mut join) => {
+                        join.group.resource_id = Id::parse("resource_id", &post).unwrap();
+                        Change::Join(join)
+                    }
+                    Change::Leave { mut group, actor } => {
+                        group.resource_id = Id::parse("resource_id", &post).unwrap();
+                        Change::Leave { group, actor }
+                    }
+                    other => other,
+                };
+                (*sequence, change)
+            })
+            .collect();
+        let mut arrivals: Vec<&(u64, Change)> = changes.iter().chain(changes.iter().take(10)).collect();
+        fastrand::shuffle(&mut arrivals);
+        futures::future::join_all(
+            arrivals
+                .iter()
+                .enumerate()
+                .map(|(i, (sequence, change))| async move {
+                    let replica: &S = if i % 2 == 0 { store } else { other };
+                    replica.apply(change, v(*sequence)).await.unwrap()
+                }),
+        )
+        .await;
+        let items: Vec<FeedItem> = store
+            .feed(&owner("user-1"), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|item| item.resource_id == post)
+            .collect();
+        if expected.is_empty() {
+            assert!(items.is_empty(), "round {round}: {events:?} left {items:?}");
+            continue;
+        }
+        assert_eq!(items.len(), 1, "round {round}: {items:?}");
+        assert_eq!(
+            items[0].actor_count,
+            Some(expected.len() as u64),
+            "round {round}: {events:?}"
+        );
+        let latest: Vec<String> = expected.iter().take(3).map(|(_, actor)| actor.clone()).collect();
+        assert_eq!(userids(&items[0]), latest, "round {round}: {events:?}");
+    }
+}
+
 /// Runs every contract check as its own test against a fresh store from `$fresh`.
 macro_rules! store_contract {
     ($store:ident, $fresh:path) => {
@@ -674,7 +968,24 @@ macro_rules! store_contract {
                 a_create_retried_after_a_lost_response, rows_without_versions_count_as_the_oldest,
                 a_remove_reports_the_life_it_ended_and_again_when_redelivered,
                 a_remove_with_nothing_live_ends_nothing, an_older_remove_arriving_late_ended_nothing,
-                a_later_removes_tombstone_never_remembers_an_earlier_removes_life);
+                a_later_removes_tombstone_never_remembers_an_earlier_removes_life,
+                likes_fold_into_one_aggregate, a_read_aggregate_stays_and_the_next_like_starts_another,
+                unlikes_shrink_the_aggregate_and_the_last_removes_it);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fifty_likes_ten_unlikes_and_redeliveries_through_two_replicas() {
+                let fixture = $fresh().await;
+                fixture.store.setup().await.unwrap();
+                super::fifty_likes_ten_unlikes_and_redeliveries_through_two_replicas(&fixture.store, &fixture.other)
+                    .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn any_arrival_order_gives_the_in_order_aggregate() {
+                let fixture = $fresh().await;
+                fixture.store.setup().await.unwrap();
+                super::any_arrival_order_gives_the_in_order_aggregate(&fixture.store, &fixture.other, 25).await;
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn replicas_racing_on_one_key() {
@@ -760,7 +1071,7 @@ async fn dynamodb_an_item_without_id_counts_as_absent() {
     let like = like("fan-1");
     fixture
         .raw
-        .insert_without_id("user-1", like.action_key().as_str())
+        .insert_without_id("user-1", like.action_key().unwrap().as_str())
         .await;
     assert_eq!(
         fixture.store.apply(&unlike_of("fan-1"), v(2)).await.unwrap(),
@@ -859,12 +1170,12 @@ async fn sqlite_a_file_from_the_previous_release_is_migrated() {
                 "INSERT INTO notifications (owner, action_key, id, userid, action, resource_type, resource_id,
                      created_at, created_seq, version)
                  VALUES ('user-1', ?1, 'id-of-fan-2', 'fan-2', 1, 'POST', 'post-1', '2025-12-09T22:06:40Z', ?2, ?2)",
-                rusqlite::params![like("fan-2").action_key().as_str(), v(3).to_text()],
+                rusqlite::params![like("fan-2").action_key().unwrap().as_str(), v(3).to_text()],
             )
             .unwrap();
     }
     let raw = RawStore::Sqlite(path.clone());
-    raw.write_tombstone("user-1", unlike_of("fan-1").action_key().as_str(), v(4))
+    raw.write_tombstone("user-1", unlike_of("fan-1").action_key().unwrap().as_str(), v(4))
         .await;
     let store = notification_worker::store::SqliteStore::open(&path).unwrap();
     let error = store.probe().await.unwrap_err();

@@ -6,7 +6,9 @@
 
 mod support;
 
-use notification_worker::domain::{Change, Decision, EventPolicy, Id, Timestamp, Version, parse_event};
+use notification_worker::domain::{
+    Aggregation, Change, Decision, EventPolicy, Id, Timestamp, Version, parse_event,
+};
 use notification_worker::store::{Applied, DynamoDbStore, NotificationStore, SqliteStore};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -46,6 +48,7 @@ fn change(owner: &str, key: usize, create: bool) -> Change {
     let policy = EventPolicy {
         allow_http_pictures: false,
         now: Timestamp::now(),
+        aggregate: Aggregation::OFF,
     };
     match parse_event(subject, body.as_bytes(), &policy).unwrap().1 {
         Decision::Apply(change) => change,
@@ -91,7 +94,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
 fn id_of(change: &Change) -> Option<String> {
     match change {
         Change::Create(notification) => Some(notification.id.to_string()),
-        Change::Remove { .. } => None,
+        _ => None,
     }
 }
 
@@ -158,7 +161,7 @@ fn key_of(case: &Case, key: usize) -> Option<String> {
     case.events
         .iter()
         .find(|event| event.key == key)
-        .map(|event| event.change.action_key().to_string())
+        .and_then(|event| event.change.action_key().map(ToString::to_string))
 }
 
 /// Random order, repeats, concurrency: the live/absent state of the in-order application,

@@ -212,6 +212,7 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
         max_deliveries: consumer_limits.map(|limits| limits.max_deliveries),
         allow_http_pictures: config.environment == Environment::Development,
         shutdown_grace: SHUTDOWN_GRACE,
+        aggregate: config.aggregate,
     };
 
     let shutdown = CancellationToken::new();

@@ -4,6 +4,7 @@
 //! A bad value is a [`ConfigError`] that names the variable, says what is wrong and shows a
 //! good value; `main` prints it on one line and exits with code 2.
 
+pub mod aggregation;
 mod dead_letters;
 pub mod delivery;
 pub mod email;
@@ -210,6 +211,8 @@ pub struct RawSettings {
     pub delivery: delivery::RawDelivery,
     #[command(flatten)]
     pub limits: limits::RawLimits,
+    #[command(flatten)]
+    pub aggregation: aggregation::RawAggregation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +265,8 @@ pub struct Config {
     pub notify_defaults: crate::recipients::NotifyDefaults,
     /// `RATE_LIMIT_*`: the limits creates must pass (docs/rate-limits.md).
     pub limits: crate::limits::LimitSettings,
+    /// `AGGREGATE`: the actions whose creates fold into aggregates (docs/aggregation.md).
+    pub aggregate: crate::domain::Aggregation,
 }
 
 /// `forever` as a duration: longer than any stream keeps anything.
@@ -353,6 +358,7 @@ impl Config {
             delivery: delivery::parse(&raw.delivery, environment)?,
             notify_defaults: delivery::parse_notify_defaults(&raw.delivery.notify_defaults)?,
             limits: limits::parse(&raw.limits)?,
+            aggregate: aggregation::parse(&raw.aggregation)?,
         })
     }
 }
@@ -582,6 +588,7 @@ mod tests {
             notif_tombstone_ttl: "30d".into(),
             delivery: delivery::RawDelivery::default(),
             limits: limits::RawLimits::default(),
+            aggregation: aggregation::RawAggregation::default(),
         }
     }
 

@@ -225,6 +225,20 @@ impl Job {
         })
     }
 
+    /// An aggregate's job: `created` for the one its first actor started, `updated` for a
+    /// rewrite; `version` is the aggregate's revision (see `store::aggregates`).
+    pub fn aggregate(created: bool, item: FeedItem, version: Version) -> Job {
+        let notice = Notice {
+            item,
+            version: version.to_number().to_string(),
+        };
+        if created {
+            Job::Created(notice)
+        } else {
+            Job::Updated(notice)
+        }
+    }
+
     pub fn removed(
         owner: &str,
         action_key: &str,
@@ -353,6 +367,8 @@ impl Notice {
                 excerpt: Some("A test notification from notification-worker".to_owned()),
                 read_status: false,
                 created_at: crate::domain::Timestamp::now().to_rfc3339(),
+                actor_count: None,
+                actors: None,
             },
             version: "0".to_owned(),
         }
@@ -362,7 +378,7 @@ impl Notice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Change, Decision, EventPolicy, Timestamp, parse_event};
+    use crate::domain::{Aggregation, Change, Decision, EventPolicy, Timestamp, parse_event};
 
     /// How jobs were written before [`NoticeFields`]: with `#[serde(flatten)]`.
     #[derive(Serialize)]
@@ -401,6 +417,7 @@ mod tests {
         let policy = EventPolicy {
             allow_http_pictures: false,
             now: Timestamp::from_unix(1_765_318_000).unwrap(),
+            aggregate: Aggregation::OFF,
         };
         match parse_event("notifications.post.like", body.as_bytes(), &policy) {
             Ok((_, Decision::Apply(Change::Create(notification)))) => notification,

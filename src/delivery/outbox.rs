@@ -100,6 +100,30 @@ impl Announcer {
                 );
                 (job.kind(), job.message_id(), job.to_bytes())
             }
+            // An aggregate: `created` for its first actor, `updated` for every rewrite after
+            // (no second banner), `removed` when its last actor left.
+            (Applied::Created | Applied::Aggregated, Change::Join(_) | Change::Leave { .. }, _) => {
+                let Some(aggregate) = &report.aggregate else {
+                    return Ok(());
+                };
+                let (item, at) = aggregate.as_ref();
+                let job = Job::aggregate(report.applied == Applied::Created, item.clone(), *at);
+                (job.kind(), job.message_id(), job.to_bytes())
+            }
+            (Applied::Removed, Change::Leave { .. }, Some(ended)) => {
+                let Some(aggregate) = &report.aggregate else {
+                    return Ok(());
+                };
+                let created_job = self.claim_created(&ended.id, shutdown).await?;
+                let job = Job::removed(
+                    &aggregate.0.owner,
+                    &aggregate.0.action_key,
+                    &ended.id,
+                    version,
+                    created_job,
+                );
+                (job.kind(), job.message_id(), job.to_bytes())
+            }
             _ => return Ok(()),
         };
         let stored = self.publish(kind.subject(), &message_id, body, shutdown).await?;

@@ -2,7 +2,8 @@
 
 use super::rejection::Reason;
 use super::{
-    Action, ActionKey, Change, EventType, Id, Notification, Operation, Rejection, ResourceType, Timestamp,
+    Action, ActionKey, Aggregation, Change, EventType, Group, Id, Join, Notification, Operation, Rejection,
+    ResourceType, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,6 +23,8 @@ pub struct EventPolicy {
     pub allow_http_pictures: bool,
     /// "Now", for events without `created_at` and the 24 h future limit.
     pub now: Timestamp,
+    /// The actions whose creates and removes fold into aggregates (`AGGREGATE`).
+    pub aggregate: Aggregation,
 }
 
 /// What to do with a valid event.
@@ -81,8 +84,18 @@ pub fn parse_event(
     if owner == trigger_user {
         return Ok((event_type, Decision::SkipSelf { owner }));
     }
+    let folds = policy.aggregate.folds(action);
     let action_key = ActionKey::new(&trigger_user, &resource_id, action);
     let change = match event_type.operation {
+        Operation::Remove if folds => Change::Leave {
+            group: Group {
+                owner,
+                action,
+                resource_type,
+                resource_id,
+            },
+            actor: trigger_user,
+        },
         Operation::Remove => Change::Remove { owner, action_key },
         Operation::Create => Change::Create(Notification {
             owner,
@@ -99,6 +112,10 @@ pub fn parse_event(
             read_status: false,
             created_at,
         }),
+    };
+    let change = match change {
+        Change::Create(notification) if folds => Change::Join(Join::from_notification(notification)),
+        change => change,
     };
     Ok((event_type, Decision::Apply(change)))
 }
@@ -304,6 +321,7 @@ mod tests {
         EventPolicy {
             allow_http_pictures: false,
             now: Timestamp::from_unix(1_765_318_000).unwrap(),
+            aggregate: Aggregation::OFF,
         }
     }
 

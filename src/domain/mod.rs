@@ -4,6 +4,7 @@
 //! body, and gets back either a [`Change`] for the store, a self-notification to skip, or a
 //! [`Rejection`] with a stable [`Reason`] code.
 
+mod aggregate;
 mod event;
 mod event_type;
 mod id;
@@ -11,6 +12,10 @@ mod notification;
 mod rejection;
 mod version;
 
+pub use aggregate::{
+    Actor, Aggregation, Counted, Group, Join, JoinPlan, LeavePlan, Member, NAMED_ACTORS, NamedActor, Tally,
+    actors_json, plan_join, plan_leave,
+};
 pub(crate) use event::read_json;
 pub use event::{Decision, EventPolicy, MAX_BODY_BYTES, parse_event};
 pub use event_type::{

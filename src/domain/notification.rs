@@ -1,6 +1,6 @@
 //! The stored notification and the change an event makes to a feed.
 
-use super::{Action, Id};
+use super::{Action, Group, Id, Join};
 use serde::Serialize;
 use std::fmt;
 use time::OffsetDateTime;
@@ -46,6 +46,12 @@ impl Timestamp {
         (0..=9999).contains(&moment.year()).then_some(Timestamp(moment))
     }
 
+    /// Reads [`Timestamp::to_rfc3339`] back (any RFC 3339 moment, to the second).
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        let moment = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+        Timestamp::from_unix(moment.unix_timestamp())
+    }
+
     pub fn unix(self) -> i64 {
         self.0.unix_timestamp()
     }
@@ -79,6 +85,11 @@ impl ActionKey {
             action.code(),
             ActionKey::LEGACY_SUFFIX
         ))
+    }
+
+    /// The key of an aggregate (see [`super::Group::key`]).
+    pub fn aggregate(resource_id: &Id, action: Action, generation: u64) -> ActionKey {
+        ActionKey(format!("#{resource_id}#{}#aggregate-{generation}", action.code()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -117,6 +128,10 @@ pub enum Change {
     Create(Notification),
     /// Delete the notification with this key, if there is one.
     Remove { owner: Id, action_key: ActionKey },
+    /// An aggregated create (`AGGREGATE`): the actor joins the group's unread aggregate.
+    Join(Join),
+    /// An aggregated remove: the actor leaves the aggregate it joined, if still unread.
+    Leave { group: Group, actor: Id },
 }
 
 impl Change {
@@ -137,13 +152,45 @@ impl Change {
         match self {
             Change::Create(notification) => &notification.owner,
             Change::Remove { owner, .. } => owner,
+            Change::Join(join) => &join.group.owner,
+            Change::Leave { group, .. } => &group.owner,
         }
     }
 
-    pub fn action_key(&self) -> &ActionKey {
+    /// What the change is about within the owner's feed, for ordering and logs: the
+    /// notification's key, or an aggregate's group (its key depends on the generation,
+    /// which only the store knows).
+    pub fn subject(&self) -> &dyn fmt::Display {
         match self {
             Change::Create(notification) => &notification.action_key,
             Change::Remove { action_key, .. } => action_key,
+            Change::Join(join) => &join.group,
+            Change::Leave { group, .. } => group,
+        }
+    }
+
+    /// The key of the notification a create or remove is about (`None` for an aggregate's
+    /// join or leave, whose key depends on the generation the store finds).
+    pub fn action_key(&self) -> Option<&ActionKey> {
+        match self {
+            Change::Create(notification) => Some(&notification.action_key),
+            Change::Remove { action_key, .. } => Some(action_key),
+            Change::Join(_) | Change::Leave { .. } => None,
+        }
+    }
+
+    /// Whether this change adds (a create or a join) rather than takes away.
+    pub fn creates(&self) -> bool {
+        matches!(self, Change::Create(_) | Change::Join(_))
+    }
+
+    /// The user whose action this change is.
+    pub fn trigger_user(&self) -> Option<&Id> {
+        match self {
+            Change::Create(notification) => Some(&notification.trigger_user),
+            Change::Join(join) => Some(&join.actor.id),
+            Change::Leave { actor, .. } => Some(actor),
+            Change::Remove { .. } => None,
         }
     }
 }
@@ -179,6 +226,12 @@ pub struct FeedItem {
     pub excerpt: Option<String>,
     pub read_status: bool,
     pub created_at: String,
+    /// An aggregate's (`AGGREGATE`): how many actors it stands for, exactly.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub actor_count: Option<u64>,
+    /// An aggregate's: the latest three actors, newest first.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub actors: Option<Vec<super::NamedActor>>,
 }
 
 impl From<&Notification> for FeedItem {
@@ -197,6 +250,8 @@ impl From<&Notification> for FeedItem {
             excerpt: n.excerpt.clone(),
             read_status: n.read_status,
             created_at: n.created_at.to_rfc3339(),
+            actor_count: None,
+            actors: None,
         }
     }
 }

@@ -89,16 +89,16 @@ impl Limits {
         }
     }
 
-    /// Only creates are limited: an unlike must always take effect.
+    /// Only creates (and aggregated likes) are limited: an unlike must always take effect.
     pub async fn admit(
         &self,
         change: &Change,
         delivery: &Delivery,
         metrics: &Metrics,
     ) -> Result<Admission, StoreError> {
-        match (&self.trigger_user, change) {
-            (Some(limit), Change::Create(notification)) => {
-                limit.admit(&notification.trigger_user, delivery, metrics).await
+        match (&self.trigger_user, change.trigger_user()) {
+            (Some(limit), Some(trigger_user)) if change.creates() => {
+                limit.admit(trigger_user, delivery, metrics).await
             }
             _ => Ok(Admission::Admitted),
         }

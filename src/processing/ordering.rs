@@ -20,7 +20,13 @@ impl OrderKey {
     pub fn of(change: &Change) -> OrderKey {
         let mut hasher = DefaultHasher::new();
         change.owner().hash(&mut hasher);
-        change.action_key().hash(&mut hasher);
+        match change {
+            Change::Create(notification) => notification.action_key.hash(&mut hasher),
+            Change::Remove { action_key, .. } => action_key.hash(&mut hasher),
+            // One lane per aggregate: its likes and unlikes meet the same items.
+            Change::Join(join) => (join.group.action, &join.group.resource_id).hash(&mut hasher),
+            Change::Leave { group, .. } => (group.action, &group.resource_id).hash(&mut hasher),
+        }
         OrderKey(hasher.finish())
     }
 

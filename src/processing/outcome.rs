@@ -101,7 +101,7 @@ fn log(outcome: &Outcome, delivery: &Delivery, event_type: &str, change: Option<
             version = %delivery.version,
             event_type,
             owner = %change.owner(),
-            action_key = %change.action_key(),
+            action_key = %change.subject(),
             // The id of the notification this event's life has: only a creation has one.
             notification_id = created_id(outcome, change),
             outcome = result,

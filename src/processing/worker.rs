@@ -45,6 +45,8 @@ pub struct WorkerSettings {
     pub allow_http_pictures: bool,
     /// How long shutdown waits for in-flight events before giving up on them.
     pub shutdown_grace: Duration,
+    /// `AGGREGATE`: the actions whose events fold into aggregates.
+    pub aggregate: crate::domain::Aggregation,
 }
 
 /// What the worker reports to, and what it is told about the store's health.
@@ -197,6 +199,7 @@ async fn dispatch<S: NotificationStore>(
     let policy = EventPolicy {
         allow_http_pictures: shared.settings.allow_http_pictures,
         now: Timestamp::now(),
+        aggregate: shared.settings.aggregate,
     };
     match parse_event(&delivery.subject, &delivery.body, &policy) {
         Err(rejection) => {
@@ -405,6 +408,8 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
     let operation = match job.change {
         Change::Create(_) => "create",
         Change::Remove { .. } => "remove",
+        Change::Join(_) => "join",
+        Change::Leave { .. } => "leave",
     };
     loop {
         // The limits' state is reached like the store: its failures are retried below.

@@ -86,8 +86,8 @@ pub(super) async fn sdk_config(region: &str) -> aws_config::SdkConfig {
 
 #[derive(Clone)]
 pub struct DynamoDbStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
     /// Where requests go, named in errors (a wrong local endpoint is a common mistake).
     endpoint: String,
     tombstone_ttl: Duration,
@@ -113,7 +113,7 @@ impl DynamoDbStore {
     }
 
     /// A failed request, said as [`classify`] decides.
-    fn failed<E>(&self, operation: &str, error: &SdkError<E, HttpResponse>) -> StoreError
+    pub(super) fn failed<E>(&self, operation: &str, error: &SdkError<E, HttpResponse>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -538,7 +538,7 @@ impl DynamoDbStore {
         }))
     }
 
-    async fn get(
+    pub(super) async fn get(
         &self,
         key: HashMap<String, AttributeValue>,
         projection: &str,
@@ -585,7 +585,7 @@ impl DynamoDbStore {
     }
 }
 
-fn key(owner: &str, action_key: &str) -> HashMap<String, AttributeValue> {
+pub(super) fn key(owner: &str, action_key: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("owner".to_owned(), AttributeValue::S(owner.to_owned())),
         ("action_key".to_owned(), AttributeValue::S(action_key.to_owned())),
@@ -596,12 +596,12 @@ fn tombstone_owner(owner: &str) -> String {
     format!("{owner}{TOMBSTONE_SUFFIX}")
 }
 
-fn number(version: Version) -> AttributeValue {
+pub(super) fn number(version: Version) -> AttributeValue {
     AttributeValue::N(version.to_number().to_string())
 }
 
 /// A stored version attribute; an item written before versions has none: the oldest.
-fn stored_version(value: Option<&AttributeValue>) -> Version {
+pub(super) fn stored_version(value: Option<&AttributeValue>) -> Version {
     value
         .and_then(|value| value.as_n().ok())
         .and_then(|text| Version::parse(text))
@@ -628,7 +628,7 @@ fn life_condition(life: Life) -> (String, HashMap<String, String>, HashMap<Strin
     (condition, names, values)
 }
 
-fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+pub(super) fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
     error.code() == Some("ConditionalCheckFailedException")
 }
 
@@ -646,6 +646,8 @@ impl NotificationStore for DynamoDbStore {
             Change::Remove { owner, action_key } => {
                 self.remove(owner.as_str(), action_key.as_str(), version).await
             }
+            Change::Join(join) => self.join(join, version).await,
+            Change::Leave { group, actor } => self.leave(group, actor, version).await,
         }
     }
 

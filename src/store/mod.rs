@@ -5,6 +5,9 @@
 //! Every implementation must pass the shared suite in `tests/store_contract.rs` (and
 //! `tests/recipient_contract.rs` for the directory).
 
+mod aggregate_dynamodb;
+mod aggregate_sqlite;
+mod aggregates;
 mod dynamodb;
 mod dynamodb_error;
 mod dynamodb_table;
@@ -57,6 +60,8 @@ pub enum Applied {
     Absent,
     /// A create older than a remove already applied: not stored (see [`versioning`]).
     Superseded,
+    /// An actor joined or left an existing aggregate, which was rewritten (`AGGREGATE`).
+    Aggregated,
 }
 
 impl Applied {
@@ -67,6 +72,7 @@ impl Applied {
             Applied::Removed => "removed",
             Applied::Absent => "absent",
             Applied::Superseded => "superseded",
+            Applied::Aggregated => "aggregated",
         }
     }
 }
@@ -88,11 +94,18 @@ pub struct Report {
     /// again when the same remove is redelivered (its tombstone remembers the life it
     /// ended), as a redelivered create is reported `Created` again.
     pub ended: Option<Ended>,
+    /// Set when a join or leave created or rewrote an aggregate: the aggregate as it now
+    /// stands, and the version its job carries (the delivery stage tells clients).
+    pub aggregate: Option<Box<(FeedItem, Version)>>,
 }
 
 impl From<Applied> for Report {
     fn from(applied: Applied) -> Report {
-        Report { applied, ended: None }
+        Report {
+            applied,
+            ended: None,
+            aggregate: None,
+        }
     }
 }
 

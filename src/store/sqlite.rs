@@ -8,7 +8,7 @@
 use super::versioning::{CreatePlan, Life, Remembers, plan_create, plan_remove, report_remove};
 use super::wal::{self, BUSY_TIMEOUT, DEFAULT_WAL_MAX, WalBound, WalStats};
 use super::{Ended, ErrorKind, Limits, NotificationStore, Report, StoreError};
-use crate::domain::{Change, FeedItem, Id, Timestamp, Version};
+use crate::domain::{ActionKey, Change, FeedItem, Id, Notification, Timestamp, Version};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     created_at    TEXT    NOT NULL,
     created_seq   TEXT,
     version       TEXT,
+    actor_count   INTEGER,
+    actors        TEXT,
     PRIMARY KEY (owner, action_key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS notifications_owner_created_at ON notifications (owner, created_at);
@@ -51,13 +53,31 @@ CREATE TABLE IF NOT EXISTS tombstones (
 CREATE INDEX IF NOT EXISTS tombstones_expires_at ON tombstones (expires_at);
 ";
 
-/// Columns added after a table's first release: a file created before gets them from
-/// `setup`. Rows written before have none: notifications count as the oldest versions, and
-/// tombstones remember no life (their removes' redeliveries report nothing ended).
+/// Columns added after a table's first release (name and type): a file created before gets
+/// them from `setup`. Rows written before have none: notifications count as the oldest
+/// versions and are no aggregates, and tombstones remember no life (their removes'
+/// redeliveries report nothing ended).
 const ADDED_COLUMNS: [(&str, &[&str]); 2] = [
-    ("notifications", &["created_seq", "version"]),
-    ("tombstones", &["ended_id", "ended_created", "ended_by"]),
+    (
+        "notifications",
+        &[
+            "created_seq TEXT",
+            "version TEXT",
+            "actor_count INTEGER",
+            "actors TEXT",
+        ],
+    ),
+    (
+        "tombstones",
+        &["ended_id TEXT", "ended_created TEXT", "ended_by TEXT"],
+    ),
 ];
+
+/// One notification as the API reads it, in [`feed_item`]'s column order.
+pub(super) const FIND: &str =
+    "SELECT owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
+        resource_id, excerpt, read_status, created_at, actor_count, actors
+    FROM notifications WHERE owner = ?1 AND action_key = ?2";
 
 /// (owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
 /// resource_id, excerpt, read_status, created_at, created_seq, version). `OR REPLACE` only
@@ -105,6 +125,7 @@ impl Write {
     fn new(change: &Change, version: Version, tombstone_ttl: Duration) -> Write {
         let (id, created_at, expires_at) = match change {
             Change::Create(n) => (n.id.hyphenated().to_string(), n.created_at.to_rfc3339(), 0),
+            Change::Join(_) | Change::Leave { .. } => (String::new(), String::new(), 0),
             Change::Remove { .. } => {
                 let ttl = i64::try_from(tombstone_ttl.as_secs()).unwrap_or(i64::MAX);
                 (
@@ -371,16 +392,33 @@ fn commit<'a>(
 /// Applies one change by the rules of [`super::versioning`], inside the caller's
 /// transaction: read the key's life and tombstone, decide, write.
 fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Report> {
-    let owner = write.change.owner().as_str();
-    let action_key = write.change.action_key().as_str();
+    match &write.change {
+        Change::Create(n) => apply_keyed(connection, write, &n.owner, &n.action_key, Some(n)),
+        Change::Remove { owner, action_key } => apply_keyed(connection, write, owner, action_key, None),
+        Change::Join(join) => super::aggregate_sqlite::join(connection, join, write.version),
+        Change::Leave { group, actor } => {
+            super::aggregate_sqlite::leave(connection, group, actor, write.version)
+        }
+    }
+}
+
+/// A create (`Some` notification) or a remove of one key.
+fn apply_keyed(
+    connection: &Connection,
+    write: &Write,
+    owner: &Id,
+    action_key: &ActionKey,
+    create: Option<&Notification>,
+) -> rusqlite::Result<Report> {
+    let (owner, action_key) = (owner.as_str(), action_key.as_str());
     let stored = read_life(connection, owner, action_key)?;
     let life = stored.as_ref().map(|(life, _)| *life);
     let (tombstone, remembers) = match read_tombstone(connection, owner, action_key)? {
         Some((version, remembers)) => (Some(version), remembers),
         None => (None, None),
     };
-    match &write.change {
-        Change::Create(n) => {
+    match create {
+        Some(n) => {
             let plan = plan_create(life, tombstone, write.version);
             match plan {
                 CreatePlan::Insert | CreatePlan::Replace => {
@@ -422,7 +460,7 @@ fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Report>
             }
             Ok(Report::from(plan.applied()))
         }
-        Change::Remove { .. } => {
+        None => {
             let plan = plan_remove(life, tombstone, write.version);
             let deleted = stored.filter(|_| plan.delete).map(|(life, id)| Ended {
                 id,
@@ -504,7 +542,7 @@ fn read_tombstone(
 }
 
 /// A stored version; a row without one (written before versions) is the oldest.
-fn stored_version(text: Option<String>) -> Version {
+pub(super) fn stored_version(text: Option<String>) -> Version {
     text.as_deref()
         .and_then(Version::parse)
         .unwrap_or(Version::LEGACY)
@@ -525,8 +563,9 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
             .query_map([table], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         for column in columns {
-            if !existing.iter().any(|name| name == column) {
-                connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;
+            let name = column.split_whitespace().next().unwrap_or(column);
+            if !existing.iter().any(|existing| existing == name) {
+                connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))?;
             }
         }
     }
@@ -577,6 +616,7 @@ impl NotificationStore for SqliteStore {
     async fn setup(&self) -> Result<(), StoreError> {
         self.with_reader(|connection| {
             connection.execute_batch(SCHEMA)?;
+            connection.execute_batch(super::aggregate_sqlite::SCHEMA)?;
             migrate(connection)
         })
         .await
@@ -599,8 +639,11 @@ impl NotificationStore for SqliteStore {
                 // Names every table and column the writer needs, so a file from an earlier
                 // release reads as "run setup" rather than failing writes one by one.
                 .prepare_cached(
-                    "SELECT (SELECT version FROM notifications LIMIT 1), (SELECT version FROM tombstones LIMIT 1),
-                            (SELECT ended_id || ended_created || ended_by FROM tombstones LIMIT 1)",
+                    "SELECT (SELECT version || actor_count || actors FROM notifications LIMIT 1),
+                            (SELECT version FROM tombstones LIMIT 1),
+                            (SELECT ended_id || ended_created || ended_by FROM tombstones LIMIT 1),
+                            (SELECT generation FROM aggregate_generations LIMIT 1),
+                            (SELECT present FROM aggregate_members LIMIT 1)",
                 )?
                 .exists([])
                 .map(|_| ())
@@ -614,7 +657,7 @@ impl NotificationStore for SqliteStore {
         self.with_reader(move |connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
-                        resource_id, excerpt, read_status, created_at
+                        resource_id, excerpt, read_status, created_at, actor_count, actors
                  FROM notifications WHERE owner = ?1
                  ORDER BY created_at DESC, action_key DESC LIMIT ?2",
             )?;
@@ -629,11 +672,7 @@ impl NotificationStore for SqliteStore {
         let action_key = action_key.to_owned();
         self.with_reader(move |connection| {
             connection
-                .prepare_cached(
-                    "SELECT owner, action_key, id, userid, username, userpic, userbio, action, resource_type,
-                            resource_id, excerpt, read_status, created_at
-                     FROM notifications WHERE owner = ?1 AND action_key = ?2",
-                )?
+                .prepare_cached(FIND)?
                 .query_row(params![owner, action_key], feed_item)
                 .optional()
         })
@@ -653,7 +692,7 @@ impl NotificationStore for SqliteStore {
 }
 
 /// A row of `notifications` in the column order of the feed queries.
-fn feed_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedItem> {
+pub(super) fn feed_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedItem> {
     Ok(FeedItem {
         owner: row.get(0)?,
         action_key: row.get(1)?,
@@ -668,5 +707,10 @@ fn feed_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedItem> {
         excerpt: row.get(10)?,
         read_status: row.get(11)?,
         created_at: row.get(12)?,
+        actor_count: row.get::<_, Option<i64>>(13)?.map(i64::unsigned_abs),
+        // Written by this worker from a list; anything else reads as no list.
+        actors: row
+            .get::<_, Option<String>>(14)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }

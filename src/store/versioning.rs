@@ -156,6 +156,7 @@ pub fn report_remove(
             Applied::Absent
         },
         ended,
+        aggregate: None,
     }
 }
 
@@ -287,10 +288,7 @@ mod tests {
 
     #[test]
     fn a_remove_that_is_not_the_one_that_ended_the_life_ended_nothing() {
-        let absent = Report {
-            applied: Applied::Absent,
-            ended: None,
-        };
+        let absent = Report::from(Applied::Absent);
         // Nothing was ever ended here.
         assert_eq!(report_remove(None, None, None, v(4)), absent);
         assert_eq!(report_remove(None, Some(v(4)), None, v(4)), absent);

@@ -21,11 +21,12 @@ pub const OUTCOMES: [&str; 3] = ["self_skipped", "invalid", "dead_lettered"];
 /// The store's outcomes, which depend on what the subject asks for: a create is stored,
 /// left as it is, or comes too late (a newer remove stands); a remove deletes or finds
 /// nothing to delete. The `other` row can be either.
-/// `throttled`: over a rate limit, not stored (docs/rate-limits.md).
-const CREATE_OUTCOMES: [&str; 4] = ["created", "duplicate", "superseded", "throttled"];
+/// `throttled`: over a rate limit, not stored (docs/rate-limits.md). `aggregated`: folded
+/// into (or taken out of) an existing aggregate (docs/aggregation.md).
+const CREATE_OUTCOMES: [&str; 5] = ["created", "aggregated", "duplicate", "superseded", "throttled"];
 /// The rate limits, as `notification_worker_throttled_total` labels them.
 pub const LIMITS: [&str; 1] = [crate::limits::kv::LIMIT];
-const REMOVE_OUTCOMES: [&str; 2] = ["removed", "absent"];
+const REMOVE_OUTCOMES: [&str; 3] = ["removed", "aggregated", "absent"];
 
 /// The recipient directory's events (stream `RECIPIENTS`), counted in
 /// `notification_worker_recipient_events_total`; `other` is a subject no event has.

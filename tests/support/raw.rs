@@ -187,6 +187,8 @@ impl RawStore {
                             excerpt: row.get(10)?,
                             read_status: row.get(11)?,
                             created_at: row.get(12)?,
+                            actor_count: None,
+                            actors: None,
                         })
                     })
                     .unwrap()

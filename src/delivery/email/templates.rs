@@ -362,6 +362,8 @@ fn sample_notice(action: i64) -> Notice {
             excerpt: Some("Great post!".into()),
             read_status: false,
             created_at: "2024-01-15T10:30:00Z".into(),
+            actor_count: None,
+            actors: None,
         },
         version: "1".into(),
     }
