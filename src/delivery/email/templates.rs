@@ -364,6 +364,7 @@ fn sample_notice(action: i64) -> Notice {
             created_at: "2024-01-15T10:30:00Z".into(),
         },
         version: "1".into(),
+        published: None,
     }
 }
 
