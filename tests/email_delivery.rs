@@ -655,3 +655,59 @@ async fn without_its_state_the_owner_limit_holds_instant_emails_instead_of_sendi
     });
     assert_eq!(decisions(&worker, "throttled"), 0.0);
 }
+
+/// A send that fails and is retried takes one place, not one per attempt: with
+/// `email=2/1h`, a reply retried through an SMTP server answering 451 and the next reply are
+/// both mailed at once; only the third joins the digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_instant_email_counts_once_against_the_owner_limit() {
+    let nats = NatsServer::start();
+    let mut busy = Aiosmtpd::start_busy();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let mut env = email_env(&nats, dir.path(), &busy, "email=instant", "1h");
+    env.push(("RATE_LIMIT_OWNER", "email=2/1h".into()));
+    let worker = Worker::start(dir.path(), &env);
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    let js = nats.jetstream().await;
+    let reply_of = |i: usize| {
+        reply(
+            "user-123",
+            &format!("user-{i}"),
+            &format!("Replier {i}"),
+            &format!("post-{i}"),
+        )
+    };
+    publish(&js, "notifications.reply.post", reply_of(1)).await;
+    wait_until("the first reply retried", WITHIN, || {
+        metric_of(
+            &worker,
+            "notification_worker_deliveries_total{channel=\"email\",outcome=\"retried\"}",
+        ) >= 3.0
+    });
+    let port = busy.port;
+    busy.stop();
+    let smtp = Aiosmtpd::start_on(port);
+    smtp.wait_for_messages(1, WITHIN);
+
+    publish(&js, "notifications.reply.post", reply_of(2)).await;
+    publish(&js, "notifications.reply.post", reply_of(3)).await;
+    wait_until("three replies decided", WITHIN, || {
+        decisions(&worker, "instant") + decisions(&worker, "throttled") == 3.0
+    });
+    assert_eq!(
+        (decisions(&worker, "instant"), decisions(&worker, "throttled")),
+        (2.0, 1.0),
+        "the retried reply took one place"
+    );
+    let mut subjects: Vec<String> = smtp
+        .wait_for_messages(2, WITHIN)
+        .iter()
+        .map(|mail| subject(mail).to_owned())
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["Replier 1 replied to your post", "Replier 2 replied to your post"]
+    );
+}
