@@ -503,3 +503,211 @@ async fn deliver_test_sends_a_sample_to_the_owners_address_only() {
     assert!(stderr.contains("no address for channel email"), "{stderr}");
     assert_eq!(smtp.messages().len(), 1);
 }
+
+fn owner_limited_env(
+    nats: &NatsServer,
+    dir: &Path,
+    smtp: &Aiosmtpd,
+    window: &str,
+) -> Vec<(&'static str, String)> {
+    let mut env = email_env(nats, dir, smtp, "email=instant", window);
+    env.push(("RATE_LIMIT_OWNER", "email=3/1h".into()));
+    env
+}
+
+fn owner_throttled(worker: &Worker) -> f64 {
+    metric_of(
+        worker,
+        r#"notification_worker_throttled_total{limit="owner_email"}"#,
+    )
+}
+
+/// `RATE_LIMIT_OWNER=email=3/1h` through two replicas on one consumer: three likes are
+/// mailed one by one, the seven past the limit in one digest, and the feed has all ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_owner_limit_instant_emails_fold_into_one_digest_across_replicas() {
+    let nats = NatsServer::start();
+    let smtp = Aiosmtpd::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let window = Duration::from_secs(15);
+    let env = owner_limited_env(&nats, dir.path(), &smtp, "15s");
+    let workers = [Worker::start(dir.path(), &env), Worker::start(dir.path(), &env)];
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    let js = nats.jetstream().await;
+    at_window_start(window);
+    let opened = Instant::now();
+    // Back to back, so both replicas take some.
+    for i in 0..10 {
+        publish(
+            &js,
+            "notifications.post.like",
+            like_by(
+                "user-123",
+                &format!("fan-{i}"),
+                &format!("Fan {i}"),
+                &format!("post-{i}"),
+            ),
+        )
+        .await;
+    }
+    let total = |decision: &str| {
+        workers
+            .iter()
+            .map(|worker| decisions(worker, decision))
+            .sum::<f64>()
+    };
+    wait_until("ten likes decided", WITHIN, || {
+        total("instant") + total("throttled") == 10.0
+    });
+    assert!(
+        opened.elapsed() < window,
+        "the throttled likes must join one window"
+    );
+    assert_eq!(count_rows(dir.path()), 10, "the feed has every like");
+    assert_eq!((total("instant"), total("throttled")), (3.0, 7.0));
+    let throttled: f64 = workers.iter().map(owner_throttled).sum();
+    assert_eq!(throttled, 7.0);
+
+    let mails = smtp.wait_for_messages(4, WITHIN + window);
+    wait_until("the digest counted", WITHIN, || {
+        workers.iter().map(|worker| digests(worker, "sent")).sum::<f64>() == 1.0
+    });
+    let digest = digest_mails(&mails);
+    assert_eq!(digest.len(), 1, "one digest for the rest");
+    assert_eq!(subject(digest[0]), "7 new notifications");
+    let instant: Vec<&Mail> = mails
+        .iter()
+        .filter(|mail| subject(mail).ends_with("liked your post"))
+        .collect();
+    assert_eq!(instant.len(), 3, "three instant emails");
+    for i in 0..10 {
+        let line = format!("Fan {i} liked your post");
+        let one_by_one = instant.iter().any(|mail| subject(mail) == line);
+        let in_digest = text(digest[0]).contains(&line);
+        assert!(
+            one_by_one != in_digest,
+            "Fan {i}'s like is mailed exactly once (instant: {one_by_one}, digest: {in_digest})"
+        );
+    }
+    assert_eq!(mails_in(&smtp).len(), 4);
+}
+
+/// The owner limit's state gone (its bucket deleted): instant emails are neither sent
+/// unchecked nor dropped nor folded; they are retried, and sent once the bucket is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_state_the_owner_limit_holds_instant_emails_instead_of_sending_them() {
+    let nats = NatsServer::start();
+    let smtp = Aiosmtpd::start();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let env = owner_limited_env(&nats, dir.path(), &smtp, "1h");
+    let worker = Worker::start(dir.path(), &env);
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    let js = nats.jetstream().await;
+    publish(
+        &js,
+        "notifications.reply.post",
+        reply("user-123", "user-1", "Replier 1", "post-1"),
+    )
+    .await;
+    smtp.wait_for_messages(1, WITHIN);
+
+    js.delete_key_value("NOTIFICATION_LIMITS").await.unwrap();
+    publish(
+        &js,
+        "notifications.reply.post",
+        reply("user-123", "user-2", "Replier 2", "post-2"),
+    )
+    .await;
+    let failures = || {
+        worker
+            .events()
+            .iter()
+            .filter(|event| event["message"] == "delivery failed; retrying")
+            .filter(|event| {
+                event["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("NOTIFICATION_LIMITS"))
+            })
+            .count()
+    };
+    wait_until("the email channel to retry the limit's state", WITHIN, || {
+        failures() >= 2
+    });
+    assert_eq!(smtp.messages().len(), 1, "nothing sent unchecked");
+    assert_eq!(
+        (decisions(&worker, "throttled"), decisions(&worker, "digest")),
+        (0.0, 0.0),
+        "nothing folded"
+    );
+
+    let output = command(dir.path(), &env).arg("setup").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mails = smtp.wait_for_messages(2, WITHIN);
+    assert_eq!(subject(&mails[1]), "Replier 2 replied to your post");
+    wait_until("the second instant email counted", WITHIN, || {
+        decisions(&worker, "instant") == 2.0
+    });
+    assert_eq!(decisions(&worker, "throttled"), 0.0);
+}
+
+/// A send that fails and is retried takes one place, not one per attempt: with
+/// `email=2/1h`, a reply retried through an SMTP server answering 451 and the next reply are
+/// both mailed at once; only the third joins the digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_instant_email_counts_once_against_the_owner_limit() {
+    let nats = NatsServer::start();
+    let mut busy = Aiosmtpd::start_busy();
+    let dir = tempfile::tempdir().unwrap();
+    create_stream(&nats.jetstream().await).await;
+    let mut env = email_env(&nats, dir.path(), &busy, "email=instant", "1h");
+    env.push(("RATE_LIMIT_OWNER", "email=2/1h".into()));
+    let worker = Worker::start(dir.path(), &env);
+    set_recipient(&nats, dir.path(), "user-123", "alice@example.com", json!({})).await;
+    let js = nats.jetstream().await;
+    let reply_of = |i: usize| {
+        reply(
+            "user-123",
+            &format!("user-{i}"),
+            &format!("Replier {i}"),
+            &format!("post-{i}"),
+        )
+    };
+    publish(&js, "notifications.reply.post", reply_of(1)).await;
+    wait_until("the first reply retried", WITHIN, || {
+        metric_of(
+            &worker,
+            "notification_worker_deliveries_total{channel=\"email\",outcome=\"retried\"}",
+        ) >= 3.0
+    });
+    let port = busy.port;
+    busy.stop();
+    let smtp = Aiosmtpd::start_on(port);
+    smtp.wait_for_messages(1, WITHIN);
+
+    publish(&js, "notifications.reply.post", reply_of(2)).await;
+    publish(&js, "notifications.reply.post", reply_of(3)).await;
+    wait_until("three replies decided", WITHIN, || {
+        decisions(&worker, "instant") + decisions(&worker, "throttled") == 3.0
+    });
+    assert_eq!(
+        (decisions(&worker, "instant"), decisions(&worker, "throttled")),
+        (2.0, 1.0),
+        "the retried reply took one place"
+    );
+    let mut subjects: Vec<String> = smtp
+        .wait_for_messages(2, WITHIN)
+        .iter()
+        .map(|mail| subject(mail).to_owned())
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["Replier 1 replied to your post", "Replier 2 replied to your post"]
+    );
+}

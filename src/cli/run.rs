@@ -71,7 +71,9 @@ async fn run_delivery_only(config: Config) -> anyhow::Result<()> {
     };
     let people = if config.delivery.has_personal() {
         let feeds = Arc::new(AnyStore::open(&config.store).await?);
-        Some(people(&config, &client, feeds, &observers).await?)
+        let bucket = limits_bucket(&client, &config).await?;
+        let owner_limit = owner_limit(&config, bucket.as_ref());
+        Some(people(&config, &client, feeds, &observers, owner_limit).await?)
     } else {
         None
     };
@@ -216,8 +218,9 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     };
 
     let shutdown = CancellationToken::new();
+    let bucket = limits_bucket(&client, &config).await?;
     let mut observers = Observers {
-        limits: start_limits(&client, &config).await?,
+        limits: trigger_user_limit(&config, bucket.as_ref()),
         ..Observers::default()
     };
     if announces && config.nats.mode == NatsMode::JetStream {
@@ -235,7 +238,8 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
             yield_to_store: Some(settings.in_flight),
         };
         let people = if config.delivery.has_personal() {
-            Some(people(&config, &client, Arc::clone(&store), &observers).await?)
+            let owner_limit = owner_limit(&config, bucket.as_ref());
+            Some(people(&config, &client, Arc::clone(&store), &observers, owner_limit).await?)
         } else {
             None
         };
@@ -332,34 +336,72 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The rate limits, against their key-value bucket: created here in development, `setup`'s
-/// in production (where a missing one stops the start: a limit that silently did nothing
-/// would be worse than none).
-async fn start_limits(client: &async_nats::Client, config: &Config) -> anyhow::Result<Limits> {
-    let Some(rate) = config.limits.trigger_user else {
-        return Ok(Limits::default());
+/// The rate limits' key-value bucket, when a limit is on: created here in development,
+/// `setup`'s in production (where a missing one stops the start: a limit that silently did
+/// nothing would be worse than none).
+async fn limits_bucket(
+    client: &async_nats::Client,
+    config: &Config,
+) -> anyhow::Result<Option<limits::kv::Windows>> {
+    let Some(longest) = config.limits.longest() else {
+        return Ok(None);
     };
+    let variables = limit_variables(config);
     if config.nats.mode == NatsMode::Core {
-        return Err(UsageError(
-            "RATE_LIMIT_TRIGGER_USER needs NATS_MODE=jetstream: its state is a JetStream key-value bucket"
-                .into(),
-        )
+        return Err(UsageError(format!(
+            "{variables} needs NATS_MODE=jetstream: its state is a JetStream key-value bucket"
+        ))
         .into());
     }
     let js = async_nats::jetstream::new(client.clone());
     let bucket = if config.environment == Environment::Development {
-        limits::kv::ensure_bucket(&js, rate).await?
+        limits::kv::ensure_bucket(&js, longest).await?
     } else {
-        limits::kv::existing_bucket(&js, rate).await?.ok_or_else(|| {
+        limits::kv::existing_bucket(&js, longest).await?.ok_or_else(|| {
             UsageError(format!(
-                "RATE_LIMIT_TRIGGER_USER is on but the JetStream key-value bucket {} does not exist: \
+                "{variables} is on but the JetStream key-value bucket {} does not exist: \
                  run `notification-worker setup` to create it",
                 limits::kv::BUCKET
             ))
         })?
     };
+    Ok(Some(limits::kv::Windows::new(bucket)))
+}
+
+/// The limits that are on, by their variables.
+fn limit_variables(config: &Config) -> String {
+    let mut on = Vec::new();
+    if config.limits.trigger_user.is_some() {
+        on.push("RATE_LIMIT_TRIGGER_USER");
+    }
+    if config.limits.owner.is_on() {
+        on.push("RATE_LIMIT_OWNER");
+    }
+    on.join(" and ")
+}
+
+/// The trigger-user limit, which the store stage applies.
+fn trigger_user_limit(config: &Config, bucket: Option<&limits::kv::Windows>) -> Limits {
+    let (Some(rate), Some(bucket)) = (config.limits.trigger_user, bucket) else {
+        return Limits::default();
+    };
     tracing::info!(%rate, bucket = limits::kv::BUCKET, "trigger-user limit on");
-    Ok(Limits::new(Some(limits::kv::TriggerUserLimit::new(bucket, rate))))
+    Limits::new(Some(limits::trigger_user::TriggerUserLimit::new(
+        bucket.clone(),
+        rate,
+    )))
+}
+
+/// The owner limit, which the personal channels apply.
+fn owner_limit(config: &Config, bucket: Option<&limits::kv::Windows>) -> Option<limits::owner::OwnerLimit> {
+    let bucket = bucket.filter(|_| config.limits.owner.is_on())?;
+    for (channel, rate) in config.limits.owner.rates() {
+        tracing::info!(%channel, %rate, bucket = limits::kv::BUCKET, "owner limit on");
+    }
+    Some(limits::owner::OwnerLimit::new(
+        bucket.clone(),
+        config.limits.owner,
+    ))
 }
 
 /// What the personal channels share: the directory (cached), the defaults, the feeds.
@@ -368,6 +410,7 @@ async fn people(
     client: &async_nats::Client,
     feeds: Arc<AnyStore>,
     observers: &Observers,
+    owner_limit: Option<limits::owner::OwnerLimit>,
 ) -> anyhow::Result<Arc<delivery::personal::People>> {
     let recipients = Arc::new(AnyRecipientStore::open(&config.store).await?);
     Ok(Arc::new(delivery::personal::People {
@@ -376,6 +419,7 @@ async fn people(
         feeds,
         js: async_nats::jetstream::new(client.clone()),
         metrics: Arc::clone(&observers.metrics),
+        owner_limit,
     }))
 }
 

@@ -28,8 +28,8 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
         input::DeadLetters::for_recipients(&js, &config.dead_letters).await?;
         println!("dead-letter stream {} ready", input::RECIPIENTS_DLQ_STREAM);
         // The rate limits' state (issue 11), only when a limit is on.
-        if let Some(rate) = config.limits.trigger_user {
-            crate::limits::kv::ensure_bucket(&js, rate).await?;
+        if let Some(longest) = config.limits.longest() {
+            crate::limits::kv::ensure_bucket(&js, longest).await?;
             println!("key-value bucket {} ready", crate::limits::kv::BUCKET);
         }
         // The delivery stage's streams and consumers, only for the channels configured: with

@@ -515,6 +515,7 @@ async fn send_digest<M: Messenger>(parts: &DigestParts<M>, marker: &Marker) -> R
             let notice = Notice {
                 item,
                 version: entry.version,
+                published: None,
             };
             if parts.people.mode(&recipient, channel, &notice) != Mode::Off {
                 unread.push(notice);

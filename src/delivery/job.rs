@@ -64,6 +64,11 @@ pub struct Notice {
     /// The notification's version (decimal digits; larger is newer). A string: it does not
     /// fit a JavaScript number.
     pub version: String,
+    /// When the job carrying it was published to the outbox, as the delivery stage read it;
+    /// `None` anywhere else (it is not in the job's JSON). The time the owner limit counts
+    /// by: the same on every replica and every redelivery of the job.
+    #[serde(skip)]
+    pub published: Option<time::OffsetDateTime>,
 }
 
 impl Serialize for Notice {
@@ -222,6 +227,7 @@ impl Job {
         Job::Created(Notice {
             item: FeedItem::from(notification),
             version: version.to_number().to_string(),
+            published: None,
         })
     }
 
@@ -231,6 +237,7 @@ impl Job {
         let notice = Notice {
             item,
             version: version.to_number().to_string(),
+            published: None,
         };
         if created {
             Job::Created(notice)
@@ -342,6 +349,14 @@ impl Job {
         serde_json::from_slice(body).map_err(|error| format!("not a delivery job: {error}"))
     }
 
+    /// The job as read from an outbox message published at `published`.
+    pub fn published_at(mut self, published: Option<time::OffsetDateTime>) -> Job {
+        if let Job::Created(notice) | Job::Updated(notice) = &mut self {
+            notice.published = published;
+        }
+        self
+    }
+
     /// A sample, for `deliver test`.
     pub fn sample(owner: &str) -> Job {
         Job::Created(Notice::sample(owner))
@@ -371,6 +386,7 @@ impl Notice {
                 actors: None,
             },
             version: "0".to_owned(),
+            published: None,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! personal channel reaches one person, so for each new notification it first asks the
 //! directory who the owner is and what they chose for this channel and event type
 //! ([`resolve_mode`]):
-//! - `instant`: one message now, to every address the owner has on the channel;
+//! - `instant`: one message now, to every address the owner has on the channel; past the
+//!   owner's limit on the channel (`RATE_LIMIT_OWNER`, [`crate::limits::owner`]), the
+//!   notification joins their open digest window instead;
 //! - `digest`: the notification joins the owner's open digest window ([`super::digest`]);
 //! - `off`, or no address on this channel: nothing is sent.
 //!
@@ -21,6 +23,8 @@ use super::job::{Job, Notice};
 use super::messenger::{Address, Content, Messenger};
 use super::wording;
 use crate::domain::Id;
+use crate::limits::Admission;
+use crate::limits::owner::OwnerLimit;
 use crate::recipients::{self, Directory, Mode, NotifyDefaults, PushTarget, Recipient, resolve_mode};
 use crate::store::AnyStore;
 use crate::telemetry::metrics::Metrics;
@@ -37,6 +41,8 @@ pub struct People {
     /// Publishes the directory changes the channels make (a device that is gone).
     pub js: async_nats::jetstream::Context,
     pub metrics: Arc<Metrics>,
+    /// `RATE_LIMIT_OWNER`, when on.
+    pub owner_limit: Option<OwnerLimit>,
 }
 
 impl People {
@@ -185,6 +191,15 @@ impl<M: Messenger> PersonalChannel<M> {
                 Ok(())
             }
             Mode::Instant => {
+                if let Some(limit) = &self.people.owner_limit
+                    && let Admission::Throttled(_) =
+                        limit.admit(&owner, channel, notice, &self.people.metrics).await?
+                {
+                    // Past the owner's limit on this channel: their next digest tells them.
+                    self.digests.add(&owner, notice).await?;
+                    decided("throttled");
+                    return Ok(());
+                }
                 send_to_all(&*self.messenger, &self.people, &recipient, Content::One(notice)).await?;
                 decided("instant");
                 Ok(())

@@ -204,7 +204,7 @@ async fn dispatch(
         return;
     }
     let job = match Job::parse(&delivery.body) {
-        Ok(job) => job,
+        Ok(job) => job.published_at(delivery.published),
         Err(problem) => {
             let shared = Arc::clone(shared);
             lanes.spawn(async move {

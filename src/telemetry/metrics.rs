@@ -24,8 +24,11 @@ pub const OUTCOMES: [&str; 3] = ["self_skipped", "invalid", "dead_lettered"];
 /// `throttled`: over a rate limit, not stored (docs/rate-limits.md). `aggregated`: folded
 /// into (or taken out of) an existing aggregate (docs/aggregation.md).
 const CREATE_OUTCOMES: [&str; 5] = ["created", "aggregated", "duplicate", "superseded", "throttled"];
-/// The rate limits, as `notification_worker_throttled_total` labels them.
-pub const LIMITS: [&str; 1] = [crate::limits::kv::LIMIT];
+/// The rate limits, as `notification_worker_throttled_total` labels them: the trigger
+/// user's, and the owner's per channel a setting names.
+pub fn limits() -> impl Iterator<Item = &'static str> {
+    std::iter::once(crate::limits::trigger_user::LIMIT).chain(crate::limits::owner::LIMITS)
+}
 const REMOVE_OUTCOMES: [&str; 3] = ["removed", "aggregated", "absent"];
 
 /// The recipient directory's events (stream `RECIPIENTS`), counted in
@@ -89,9 +92,10 @@ pub const DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "retried", "dead_lettered
 
 /// What a personal channel (email, webpush, fcm, apns) made of a new notification, counted
 /// in `notification_worker_personal_decisions_total`: sent at once, added to the owner's
-/// digest, not sent because the owner turned it off, or not sent because the directory has
-/// no address of theirs for the channel.
-pub const PERSONAL_DECISIONS: [&str; 4] = ["instant", "digest", "off", "unreachable"];
+/// digest, added to it because the owner was past `RATE_LIMIT_OWNER` on the channel, not
+/// sent because the owner turned it off, or not sent because the directory has no address
+/// of theirs for the channel.
+pub const PERSONAL_DECISIONS: [&str; 5] = ["instant", "digest", "throttled", "off", "unreachable"];
 
 /// What became of a digest window, counted in `notification_worker_digests_total`: sent,
 /// nothing left unread (nothing sent), tried again later, given up on.
@@ -417,7 +421,8 @@ impl Metrics {
         let throttled = Family::<LimitLabels, Counter>::default();
         registry.register(
             "throttled",
-            "Creates over a rate limit, acknowledged and not stored, by limit",
+            "Over a rate limit, by limit: creates acknowledged and not stored (trigger_user), \
+             instant deliveries folded into the digest (owner_<channel>)",
             throttled.clone(),
         );
         let sqlite = SqliteWalMetrics::register(&mut registry);
@@ -482,7 +487,7 @@ impl Metrics {
                     .get_or_create(&EventLabels { event_type, outcome });
             }
         }
-        for limit in LIMITS {
+        for limit in limits() {
             let _ = self.throttled.get_or_create(&LimitLabels { limit });
         }
         for operation in ["create", "remove"] {
@@ -636,7 +641,7 @@ impl Metrics {
             .inc();
     }
 
-    /// One create over `limit` (see [`LIMITS`]).
+    /// One create or instant delivery over `limit` (see [`limits`]).
     pub fn throttled(&self, limit: &'static str) {
         self.throttled.get_or_create(&LimitLabels { limit }).inc();
     }

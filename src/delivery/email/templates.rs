@@ -366,6 +366,7 @@ fn sample_notice(action: i64) -> Notice {
             actors: None,
         },
         version: "1".into(),
+        published: None,
     }
 }
 
