@@ -16,7 +16,7 @@
 //!   that finished before it, so the count is exact whatever the interleaving.
 
 use super::aggregates::{Recount, next_version, report_join, report_leave};
-use super::dynamodb::{DynamoDbStore, is_condition_failure, key, number, stored_version};
+use super::dynamodb::{DynamoDbStore, EXPIRES_AT, is_condition_failure, key, number, stored_version};
 use super::{Ended, ErrorKind, Report, StoreError};
 use crate::domain::{
     Actor, Counted, FeedItem, Group, Id, Join, JoinPlan, LeavePlan, Member, Tally, Timestamp, Version,
@@ -172,6 +172,13 @@ impl DynamoDbStore {
             "actor_created_at".into(),
             AttributeValue::S(actor.created_at.to_rfc3339()),
         );
+        if !present {
+            // Kept as long as a tombstone, then deleted by the table's TTL.
+            item.insert(
+                EXPIRES_AT.into(),
+                AttributeValue::N(self.expires_at().to_string()),
+            );
+        }
         for (name, value) in [
             ("username", &actor.username),
             ("userpic", &actor.user_picture),
@@ -226,9 +233,11 @@ impl DynamoDbStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&members_partition(group), actor.as_str())))
-            .update_expression("SET #v = :v, present = :f")
+            .update_expression("SET #v = :v, present = :f, #expires = :expires")
             .condition_expression("#v < :v AND present = :t")
             .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":expires", AttributeValue::N(self.expires_at().to_string()))
             .expression_attribute_values(":v", number(version))
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .expression_attribute_values(":f", AttributeValue::Bool(false))

@@ -34,10 +34,12 @@ CREATE TABLE IF NOT EXISTS aggregate_members (
     userpic     TEXT,
     userbio     TEXT,
     created_at  TEXT    NOT NULL,
+    expires_at  INTEGER,
     PRIMARY KEY (owner, action, resource_id, actor)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS aggregate_members_latest
     ON aggregate_members (owner, action, resource_id, generation, present, version);
+CREATE INDEX IF NOT EXISTS aggregate_members_expires_at ON aggregate_members (expires_at);
 ";
 
 const READ_GENERATION: &str =
@@ -47,17 +49,24 @@ const WRITE_GENERATION: &str = "INSERT INTO aggregate_generations (owner, action
     ON CONFLICT (owner, action, resource_id) DO UPDATE SET generation = excluded.generation";
 const READ_MEMBER: &str = "SELECT version, present, generation FROM aggregate_members
     WHERE owner = ?1 AND action = ?2 AND resource_id = ?3 AND actor = ?4";
+/// `expires_at` only for an actor out: kept as long as tombstones, like them so that an
+/// older like arriving late stays out.
 const WRITE_MEMBER: &str = "INSERT INTO aggregate_members
-    (owner, action, resource_id, actor, version, present, generation, username, userpic, userbio, created_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    (owner, action, resource_id, actor, version, present, generation, username, userpic, userbio, created_at,
+     expires_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
     ON CONFLICT (owner, action, resource_id, actor) DO UPDATE SET version = excluded.version,
         present = excluded.present, generation = excluded.generation, username = excluded.username,
-        userpic = excluded.userpic, userbio = excluded.userbio, created_at = excluded.created_at";
+        userpic = excluded.userpic, userbio = excluded.userbio, created_at = excluded.created_at,
+        expires_at = excluded.expires_at";
 const RAISE_MEMBER: &str = "UPDATE aggregate_members SET version = ?5
     WHERE owner = ?1 AND action = ?2 AND resource_id = ?3 AND actor = ?4";
 /// An actor out, keeping the generation it was in (a redelivered leave recounts it).
-const MEMBER_OUT: &str = "UPDATE aggregate_members SET version = ?5, present = 0
+const MEMBER_OUT: &str = "UPDATE aggregate_members SET version = ?5, present = 0, expires_at = ?6
     WHERE owner = ?1 AND action = ?2 AND resource_id = ?3 AND actor = ?4";
+/// Members out past their lifetime, a bounded number at a time.
+const PURGE_MEMBERS: &str = "DELETE FROM aggregate_members WHERE (owner, action, resource_id, actor) IN
+    (SELECT owner, action, resource_id, actor FROM aggregate_members WHERE expires_at < ?1 LIMIT 1000)";
 const COUNT: &str = "SELECT COUNT(*) FROM aggregate_members
     WHERE owner = ?1 AND action = ?2 AND resource_id = ?3 AND generation = ?4 AND present = 1";
 const LATEST: &str = "SELECT actor, version, username, userpic, userbio, created_at FROM aggregate_members
@@ -84,7 +93,7 @@ pub(super) fn join(connection: &Connection, join: &Join, version: Version) -> ru
     let recount = match plan {
         JoinPlan::Join => {
             let generation = unread_generation(connection, group)?;
-            write_member(connection, group, &join.actor, version, true, generation)?;
+            write_member(connection, group, &join.actor, version, Standing::In(generation))?;
             recount(connection, group, generation, version, Some(join))?
         }
         JoinPlan::Again { generation } => recount(connection, group, generation, version, Some(join))?,
@@ -108,6 +117,7 @@ pub(super) fn leave(
     group: &Group,
     actor: &Id,
     version: Version,
+    expires_at: i64,
 ) -> rusqlite::Result<Report> {
     let member = read_member(connection, group, actor)?;
     let recount = match plan_leave(member.as_ref(), version) {
@@ -117,7 +127,8 @@ pub(super) fn leave(
                 group.action.code(),
                 group.resource_id.as_str(),
                 actor.as_str(),
-                version.to_text()
+                version.to_text(),
+                expires_at
             ])?;
             recount(connection, group, generation, version, None)?
         }
@@ -131,7 +142,7 @@ pub(super) fn leave(
                 user_bio: None,
                 created_at: Timestamp::from_unix(0).expect("the epoch is in range"),
             };
-            write_member(connection, group, &nobody, version, false, 0)?;
+            write_member(connection, group, &nobody, version, Standing::Out { expires_at })?;
             Recount::Unchanged
         }
         LeavePlan::Superseded => Recount::Unchanged,
@@ -160,14 +171,23 @@ fn read_member(connection: &Connection, group: &Group, actor: &Id) -> rusqlite::
         .optional()
 }
 
+/// An actor in a generation, or out until it may be forgotten.
+enum Standing {
+    In(u64),
+    Out { expires_at: i64 },
+}
+
 fn write_member(
     connection: &Connection,
     group: &Group,
     actor: &Actor,
     version: Version,
-    present: bool,
-    generation: u64,
+    standing: Standing,
 ) -> rusqlite::Result<()> {
+    let (present, generation, expires_at) = match standing {
+        Standing::In(generation) => (true, generation, None),
+        Standing::Out { expires_at } => (false, 0, Some(expires_at)),
+    };
     connection.prepare_cached(WRITE_MEMBER)?.execute(params![
         group.owner.as_str(),
         group.action.code(),
@@ -179,9 +199,14 @@ fn write_member(
         actor.username,
         actor.user_picture,
         actor.user_bio,
-        actor.created_at.to_rfc3339()
+        actor.created_at.to_rfc3339(),
+        expires_at
     ])?;
     Ok(())
+}
+
+pub(super) fn purge_expired_members(connection: &Connection, now: i64) -> rusqlite::Result<usize> {
+    connection.prepare_cached(PURGE_MEMBERS)?.execute(params![now])
 }
 
 /// The generation a like joins: the current one, or the next when the current aggregate

@@ -55,7 +55,7 @@ pub struct DynamoDbSettings {
 /// Appended to the owner in a tombstone's partition key.
 const TOMBSTONE_SUFFIX: &str = "#tombstone";
 /// The attribute DynamoDB's TTL deletes expired tombstones by (unix seconds).
-const EXPIRES_AT: &str = "expires_at";
+pub(super) const EXPIRES_AT: &str = "expires_at";
 /// A tombstone's memory of the life its remove ended (see [`Remembers`]): the id, the
 /// version that created it, and the remove that ended it.
 const ENDED_ID: &str = "ended_id";
@@ -124,6 +124,14 @@ impl DynamoDbStore {
     pub fn with_tombstone_ttl(mut self, ttl: Duration) -> DynamoDbStore {
         self.tombstone_ttl = ttl;
         self
+    }
+
+    /// When a record written now to remember a remove (a tombstone, an unliking actor's
+    /// standing) may go: unix seconds, for DynamoDB's TTL on [`EXPIRES_AT`].
+    pub(super) fn expires_at(&self) -> i64 {
+        Timestamp::now()
+            .unix()
+            .saturating_add(i64::try_from(self.tombstone_ttl.as_secs()).unwrap_or(i64::MAX))
     }
 
     pub fn table(&self) -> &str {
@@ -313,9 +321,7 @@ impl DynamoDbStore {
     }
 
     async fn remove(&self, owner: &str, action_key: &str, version: Version) -> Result<Report, StoreError> {
-        let expires_at = Timestamp::now()
-            .unix()
-            .saturating_add(i64::try_from(self.tombstone_ttl.as_secs()).unwrap_or(i64::MAX));
+        let expires_at = self.expires_at();
         // The tombstone first: from now on no older create can store a life that stays.
         let raised = self
             .client

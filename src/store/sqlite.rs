@@ -125,8 +125,9 @@ impl Write {
     fn new(change: &Change, version: Version, tombstone_ttl: Duration) -> Write {
         let (id, created_at, expires_at) = match change {
             Change::Create(n) => (n.id.hyphenated().to_string(), n.created_at.to_rfc3339(), 0),
-            Change::Join(_) | Change::Leave { .. } => (String::new(), String::new(), 0),
-            Change::Remove { .. } => {
+            Change::Join(_) => (String::new(), String::new(), 0),
+            // A remove's tombstone, and an unliking actor's standing, are kept as long.
+            Change::Remove { .. } | Change::Leave { .. } => {
                 let ttl = i64::try_from(tombstone_ttl.as_secs()).unwrap_or(i64::MAX);
                 (
                     String::new(),
@@ -307,7 +308,7 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut
         };
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = std::time::Instant::now();
-            if let Err(error) = purge_expired_tombstones(&connection) {
+            if let Err(error) = purge_expired(&connection, Timestamp::now().unix()) {
                 tracing::debug!(%error, "cannot delete expired tombstones; trying again later");
             }
         }
@@ -397,7 +398,7 @@ fn apply_one(connection: &Connection, write: &Write) -> rusqlite::Result<Report>
         Change::Remove { owner, action_key } => apply_keyed(connection, write, owner, action_key, None),
         Change::Join(join) => super::aggregate_sqlite::join(connection, join, write.version),
         Change::Leave { group, actor } => {
-            super::aggregate_sqlite::leave(connection, group, actor, write.version)
+            super::aggregate_sqlite::leave(connection, group, actor, write.version, write.expires_at)
         }
     }
 }
@@ -548,11 +549,14 @@ pub(super) fn stored_version(text: Option<String>) -> Version {
         .unwrap_or(Version::LEGACY)
 }
 
-/// Deletes tombstones past their lifetime, at most a bounded batch per call.
-fn purge_expired_tombstones(connection: &Connection) -> rusqlite::Result<usize> {
-    connection
+/// Deletes tombstones (and aggregate members that are out) past their lifetime at `now`
+/// (unix seconds), at most a bounded batch of each per call.
+fn purge_expired(connection: &Connection, now: i64) -> rusqlite::Result<usize> {
+    let tombstones = connection
         .prepare_cached(PURGE_TOMBSTONES)?
-        .execute(params![Timestamp::now().unix()])
+        .execute(params![now])?;
+    let members = super::aggregate_sqlite::purge_expired_members(connection, now)?;
+    Ok(tombstones + members)
 }
 
 /// Adds the columns a database made by an earlier release lacks.
@@ -713,4 +717,72 @@ pub(super) fn feed_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedItem> {
             .get::<_, Option<String>>(14)?
             .and_then(|text| serde_json::from_str(&text).ok()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Action, Actor, Group, Join, ResourceType};
+
+    /// What remembers a remove (a tombstone, an unliking actor's standing) goes once its
+    /// lifetime is over; an actor still in is never purged.
+    #[tokio::test]
+    async fn expired_tombstones_and_members_out_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notifications.db");
+        let store = SqliteStore::open(&path)
+            .unwrap()
+            .with_tombstone_ttl(Duration::ZERO);
+        store.setup().await.unwrap();
+        let id = |text: &str| Id::parse("id", text).unwrap();
+        let group = Group {
+            owner: id("user-1"),
+            action: Action::from_code(1).unwrap(),
+            resource_type: ResourceType::Post,
+            resource_id: id("post-1"),
+        };
+        let join = |actor: &str| {
+            Change::Join(Join {
+                group: group.clone(),
+                actor: Actor {
+                    id: id(actor),
+                    username: None,
+                    user_picture: None,
+                    user_bio: None,
+                    created_at: Timestamp::now(),
+                },
+                excerpt: None,
+            })
+        };
+        let v = |sequence| Version::new(1, sequence).unwrap();
+        store.apply(&join("fan-a"), v(1)).await.unwrap();
+        store.apply(&join("fan-b"), v(2)).await.unwrap();
+        let leave = Change::Leave {
+            group: group.clone(),
+            actor: id("fan-a"),
+        };
+        store.apply(&leave, v(3)).await.unwrap();
+        let remove = Change::Remove {
+            owner: id("user-1"),
+            action_key: ActionKey::new(&id("fan-c"), &id("post-2"), group.action),
+        };
+        store.apply(&remove, v(4)).await.unwrap();
+        let connection = connect(&path).unwrap();
+        let count = |table: &str| -> i64 {
+            connection
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("tombstones"), count("aggregate_members")), (1, 2));
+        // Not yet: their lifetime ends now.
+        assert_eq!(
+            purge_expired(&connection, Timestamp::now().unix() - 1).unwrap(),
+            0
+        );
+        assert_eq!(
+            purge_expired(&connection, Timestamp::now().unix() + 1).unwrap(),
+            2
+        );
+        assert_eq!((count("tombstones"), count("aggregate_members")), (0, 1));
+    }
 }
