@@ -102,6 +102,10 @@ struct NoticeFields<'a> {
     excerpt: Option<&'a str>,
     read_status: bool,
     created_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actors: Option<&'a [crate::domain::NamedActor]>,
     version: &'a str,
 }
 
@@ -121,6 +125,8 @@ impl<'a> NoticeFields<'a> {
             excerpt: item.excerpt.as_deref(),
             read_status: item.read_status,
             created_at: &item.created_at,
+            actor_count: item.actor_count,
+            actors: item.actors.as_deref(),
             version,
         }
     }
@@ -164,6 +170,8 @@ impl Announcement {
             excerpt: notification.excerpt.as_deref(),
             read_status: notification.read_status,
             created_at: &created_at,
+            actor_count: None,
+            actors: None,
             version: &version,
         });
         Announcement {
@@ -477,6 +485,23 @@ mod tests {
         for created_job in [Some(7), None] {
             let removed = Job::removed("user-1", "k", "id-1", version, created_job);
             assert_eq!(text(&removed.to_bytes()), flattened(&removed));
+        }
+        // An aggregate's jobs carry its count and latest actors too.
+        let mut item = FeedItem::from(&notification(
+            r#"{"owner":"user-1","trigger_user":"user-2","action":1,"resource_type":"POST","resource_id":"post-3"}"#,
+        ));
+        item.actor_count = Some(5);
+        item.actors = Some(vec![crate::domain::NamedActor {
+            userid: "user-2".into(),
+            username: Some("Ann".into()),
+            userpic: None,
+        }]);
+        for created in [true, false] {
+            let job = Job::aggregate(created, item.clone(), version);
+            assert_eq!(text(&job.to_bytes()), flattened(&job));
+            assert_eq!(job.client_data()["actor_count"], 5);
+            assert_eq!(job.client_data()["actors"][0]["username"], "Ann");
+            assert_eq!(Job::parse(&job.to_bytes()).unwrap(), job);
         }
     }
 
