@@ -756,6 +756,21 @@ async fn likes_fold_into_one_aggregate(store: &impl NotificationStore, _raw: &Ra
     );
 }
 
+/// Applies `arrivals` all at once, each (sequence, change) through one replica or the other
+/// in turn.
+async fn through_both<S: NotificationStore>(store: &S, other: &S, arrivals: &[&(u64, Change)]) {
+    futures::future::join_all(
+        arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, (sequence, change))| async move {
+                let replica: &S = if i % 2 == 0 { store } else { other };
+                replica.apply(change, v(*sequence)).await.unwrap()
+            }),
+    )
+    .await;
+}
+
 /// Fifty actors like one post through two replicas at once, ten unlike, five likes are
 /// redelivered: one aggregate, 40 actors, the latest three.
 async fn fifty_likes_ten_unlikes_and_redeliveries_through_two_replicas<S: NotificationStore>(
@@ -767,28 +782,10 @@ async fn fifty_likes_ten_unlikes_and_redeliveries_through_two_replicas<S: Notifi
     let mut arrivals: Vec<&(u64, Change)> = likes.iter().collect();
     arrivals.extend(likes.iter().take(5));
     fastrand::shuffle(&mut arrivals);
-    futures::future::join_all(
-        arrivals
-            .iter()
-            .enumerate()
-            .map(|(i, (sequence, change))| async move {
-                let replica: &S = if i % 2 == 0 { store } else { other };
-                replica.apply(change, v(*sequence)).await.unwrap()
-            }),
-    )
-    .await;
+    through_both(store, other, &arrivals).await;
     // The ten newest likers take theirs back, again from both replicas at once.
     let unlikes: Vec<(u64, Change)> = (40..50).map(|i| (200 + i, folded(&actor(i), false))).collect();
-    futures::future::join_all(
-        unlikes
-            .iter()
-            .enumerate()
-            .map(|(i, (sequence, change))| async move {
-                let replica: &S = if i % 2 == 0 { store } else { other };
-                replica.apply(change, v(*sequence)).await.unwrap()
-            }),
-    )
-    .await;
+    through_both(store, other, &unlikes.iter().collect::<Vec<_>>()).await;
     let items = aggregates(store).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0].actor_count, Some(40));
@@ -919,16 +916,7 @@ async fn any_arrival_order_gives_the_in_order_aggregate<S: NotificationStore>(
             .collect();
         let mut arrivals: Vec<&(u64, Change)> = changes.iter().chain(changes.iter().take(10)).collect();
         fastrand::shuffle(&mut arrivals);
-        futures::future::join_all(
-            arrivals
-                .iter()
-                .enumerate()
-                .map(|(i, (sequence, change))| async move {
-                    let replica: &S = if i % 2 == 0 { store } else { other };
-                    replica.apply(change, v(*sequence)).await.unwrap()
-                }),
-        )
-        .await;
+        through_both(store, other, &arrivals).await;
         let items: Vec<FeedItem> = store
             .feed(&owner("user-1"), 100)
             .await

@@ -91,6 +91,20 @@ pub struct Actor {
     pub created_at: Timestamp,
 }
 
+impl Actor {
+    /// An actor known only by id: how an unlike records an actor who was never in (it
+    /// carries no display fields, and none are ever shown for an actor out).
+    pub fn only(id: Id) -> Actor {
+        Actor {
+            id,
+            username: None,
+            user_picture: None,
+            user_bio: None,
+            created_at: Timestamp::from_unix(0).expect("the epoch is in range"),
+        }
+    }
+}
+
 /// An aggregated create: `actor` joins the group's unread aggregate. Built from the
 /// notification the event would have made alone, so nothing the event said is lost.
 #[derive(Debug, Clone, PartialEq, Eq)]

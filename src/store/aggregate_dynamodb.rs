@@ -108,13 +108,7 @@ impl DynamoDbStore {
             let generation = match plan_leave(member.as_ref(), version) {
                 LeavePlan::Superseded => return Ok(report_leave(Recount::Unchanged, version)),
                 LeavePlan::Record => {
-                    let nobody = Actor {
-                        id: actor.clone(),
-                        username: None,
-                        user_picture: None,
-                        user_bio: None,
-                        created_at: Timestamp::from_unix(0).expect("the epoch is in range"),
-                    };
+                    let nobody = Actor::only(actor.clone());
                     if self.write_member(group, &nobody, version, false, 0).await? {
                         return Ok(report_leave(Recount::Unchanged, version));
                     }

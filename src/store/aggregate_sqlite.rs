@@ -135,13 +135,7 @@ pub(super) fn leave(
         LeavePlan::Again { generation } => recount(connection, group, generation, version, None)?,
         LeavePlan::Record => {
             // Remembered as out, so that an older like arriving later stays out.
-            let nobody = Actor {
-                id: actor.clone(),
-                username: None,
-                user_picture: None,
-                user_bio: None,
-                created_at: Timestamp::from_unix(0).expect("the epoch is in range"),
-            };
+            let nobody = Actor::only(actor.clone());
             write_member(connection, group, &nobody, version, Standing::Out { expires_at })?;
             Recount::Unchanged
         }
