@@ -48,7 +48,7 @@ struct Setup {
     env: Vec<(&'static str, String)>,
     raw: RawStore,
     _store: Store,
-    _workers: Vec<Worker>,
+    workers: Vec<Worker>,
 }
 
 impl Setup {
@@ -72,7 +72,7 @@ impl Setup {
             env,
             raw,
             _store: store,
-            _workers: workers,
+            workers,
         }
     }
 
@@ -201,6 +201,16 @@ async fn fifty_likes_fold_into_one_aggregate(store: Store) {
     assert!(
         lines.lines().count() == 1 && lines.contains("Fan 8 and 39 others liked your post"),
         "{lines}"
+    );
+
+    let applied: Vec<usize> = setup
+        .workers
+        .iter()
+        .map(|worker| worker.count("created") + worker.count("aggregated"))
+        .collect();
+    assert!(
+        applied.iter().all(|&count| count > 0),
+        "both replicas folded likes: {applied:?}"
     );
 
     wait_until_delivered(&setup.nats, WITHIN, "nats").await;
