@@ -6,8 +6,8 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::realtime::{Realtime, wait_until_delivered};
 use support::webhook::{self, WebhookReceiver};
 use support::*;
 
@@ -30,74 +30,6 @@ fn with_webhook(
     env.push(("WEBHOOK_URL", receiver.url()));
     env.push(("WEBHOOK_SECRET", webhook::SECRET.into()));
     env
-}
-
-/// Every realtime message received on `users.*.notifications`, in arrival order.
-#[derive(Clone, Default)]
-struct Realtime(Arc<Mutex<Vec<(String, serde_json::Value)>>>);
-
-impl Realtime {
-    async fn subscribe(nats: &NatsServer, subject: &str) -> Realtime {
-        let client = nats.client().await;
-        let mut subscriber = client.subscribe(subject.to_owned()).await.unwrap();
-        client.flush().await.unwrap();
-        let realtime = Realtime::default();
-        let received = Arc::clone(&realtime.0);
-        tokio::spawn(async move {
-            let _client = client;
-            while let Some(message) = futures::StreamExt::next(&mut subscriber).await {
-                let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
-                received.lock().unwrap().push((message.subject.to_string(), body));
-            }
-        });
-        realtime
-    }
-
-    fn messages(&self) -> Vec<(String, serde_json::Value)> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// (event, id) of every message, in arrival order.
-    fn events(&self) -> Vec<(String, String)> {
-        self.messages()
-            .into_iter()
-            .map(|(_, body)| {
-                (
-                    body["event"].as_str().unwrap().to_owned(),
-                    body["data"]["id"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    }
-
-    fn count(&self, event: &str) -> usize {
-        self.events().iter().filter(|(name, _)| name == event).count()
-    }
-}
-
-/// Waits until the channel's consumer has nothing pending or unacknowledged.
-async fn wait_until_delivered(nats: &NatsServer, channel: &str) {
-    let js = nats.jetstream().await;
-    let name = format!("notification-delivery-{channel}");
-    eventually(&format!("{name} drained"), WITHIN, || {
-        let js = js.clone();
-        let name = name.clone();
-        async move {
-            let Ok(stream) = js.get_stream("NOTIFICATION_DELIVERIES").await else {
-                return false;
-            };
-            let Ok(mut consumer) = stream
-                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
-                .await
-            else {
-                return false;
-            };
-            let info = consumer.info().await.unwrap();
-            let last = stream.clone().info().await.unwrap().state.last_sequence;
-            info.num_pending == 0 && info.num_ack_pending == 0 && info.ack_floor.stream_sequence == last
-        }
-    })
-    .await;
 }
 
 /// Every dead letter of the delivery stage (empty when the stream does not exist).
@@ -243,7 +175,7 @@ async fn a_like_published_twice_notifies_once() {
     wait_until("both settled", WITHIN, || {
         worker.count("created") + worker.count("duplicate") == 2
     });
-    wait_until_delivered(&nats, "nats").await;
+    wait_until_delivered(&nats, WITHIN, "nats").await;
     assert_eq!(realtime.count("new-notification"), 1, "{:?}", realtime.events());
 }
 
@@ -398,7 +330,7 @@ async fn two_replicas_keep_each_notifications_jobs_in_order() {
             .sum::<usize>()
             >= KEYS * 2 + KEYS / 2
     });
-    wait_until_delivered(&nats, "nats").await;
+    wait_until_delivered(&nats, WITHIN, "nats").await;
     let stored = stored_ids(dir.path());
     assert_eq!(stored.len(), KEYS / 2);
     let events = realtime.events();
@@ -520,7 +452,7 @@ async fn kills_between_commit_and_send_lose_no_delivery() {
         },
     )
     .await;
-    wait_until_delivered(&nats, "nats").await;
+    wait_until_delivered(&nats, WITHIN, "nats").await;
     let repeats = realtime.count("new-notification") - LIKES;
     println!("three SIGKILLs during {LIKES} likes: {repeats} repeated deliveries");
     drop(worker);
@@ -582,7 +514,7 @@ async fn a_refused_job_is_dead_lettered_on_its_channel_only_and_replayed_to_it_a
     })
     .await;
     assert_eq!(receiver.accepted()[0].body["type"], "notification.created");
-    wait_until_delivered(&nats, "nats").await;
+    wait_until_delivered(&nats, WITHIN, "nats").await;
     assert_eq!(
         realtime.count("new-notification"),
         1,
@@ -764,7 +696,7 @@ async fn on_dynamodb_a_like_and_its_unlike_reach_the_subscriber_in_order() {
             .sum::<usize>()
             >= KEYS * 2
     });
-    wait_until_delivered(&nats, "nats").await;
+    wait_until_delivered(&nats, WITHIN, "nats").await;
     let events = realtime.events();
     let created: Vec<&String> = events
         .iter()

@@ -2,6 +2,7 @@
 
 use super::UsageError;
 use crate::config::Config;
+use crate::delivery::wording;
 use crate::domain::{Action, FeedItem, Id};
 use crate::store::{AnyStore, NotificationStore};
 
@@ -23,18 +24,48 @@ pub async fn feed(config: &Config, owner: &str, limit: usize, json: bool) -> any
 }
 
 fn line(item: &FeedItem) -> String {
-    let action = Action::from_code(item.action).map_or("action", Action::name);
-    let who = match &item.username {
-        Some(name) => format!("{} ({name})", item.userid),
-        None => item.userid.clone(),
+    let what = match item.actor_count {
+        // An aggregate of several actors reads as the product says it: "John Doe and 4
+        // others liked your post" (`--json` has every actor's fields).
+        Some(count) if count > 1 => wording::sentence(item),
+        _ => {
+            let action = Action::from_code(item.action).map_or("action", Action::name);
+            match &item.username {
+                Some(name) => format!("{} ({name})  {action}", item.userid),
+                None => format!("{}  {action}", item.userid),
+            }
+        }
     };
     let status = if item.read_status { "read" } else { "unread" };
     let mut line = format!(
-        "{}  {who}  {action}  {} {}  [{status}]",
+        "{}  {what}  {} {}  [{status}]",
         item.created_at, item.resource_type, item.resource_id
     );
     if let Some(excerpt) = &item.excerpt {
         line.push_str(&format!("  {excerpt:?}"));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::job::Notice;
+
+    #[test]
+    fn an_aggregate_is_one_sentence_and_one_actor_the_usual_line() {
+        let mut item = Notice::sample("user-123").item;
+        item.created_at = "2025-12-09T22:06:40Z".into();
+        item.excerpt = None;
+        item.actor_count = Some(1);
+        assert_eq!(
+            line(&item),
+            "2025-12-09T22:06:40Z  user-456 (John Doe)  like post  POST post-789  [unread]"
+        );
+        item.actor_count = Some(5);
+        assert_eq!(
+            line(&item),
+            "2025-12-09T22:06:40Z  John Doe and 4 others liked your post  POST post-789  [unread]"
+        );
+    }
 }

@@ -3,22 +3,21 @@
 //! so an email and a phone never describe the same notification differently.
 
 use super::job::Notice;
-use crate::domain::{Action, Operation, SUBJECT_PREFIX, SUBJECTS};
+use crate::domain::{Action, FeedItem, Operation, SUBJECT_PREFIX, SUBJECTS};
 use crate::recipients::EventTypeName;
 
-/// Who did it, as the notification names them: the username, else the user id.
-pub fn actor(notice: &Notice) -> &str {
-    notice
-        .item
-        .username
+/// Who did it, as the notification names them: the username, else the user id. An
+/// aggregate's are its latest actor's.
+pub fn actor(item: &FeedItem) -> &str {
+    item.username
         .as_deref()
         .filter(|name| !name.trim().is_empty())
-        .unwrap_or(&notice.item.userid)
+        .unwrap_or(&item.userid)
 }
 
 /// What they did, after their name.
-pub fn deed(notice: &Notice) -> &'static str {
-    match (notice.item.action, notice.item.resource_type.as_str()) {
+pub fn deed(item: &FeedItem) -> &'static str {
+    match (item.action, item.resource_type.as_str()) {
         (1, _) => "liked your post",
         (2, _) => "liked your comment",
         (3, _) => "replied to your post",
@@ -32,7 +31,19 @@ pub fn deed(notice: &Notice) -> &'static str {
 
 /// One line: "John Doe replied to your post".
 pub fn headline(notice: &Notice) -> String {
-    format!("{} {}", actor(notice), deed(notice))
+    sentence(&notice.item)
+}
+
+/// "John Doe liked your post"; an aggregate of several actors (`AGGREGATE`) names the
+/// latest and counts the rest: "John Doe and 4 others liked your post".
+pub fn sentence(item: &FeedItem) -> String {
+    match item.actor_count {
+        Some(2) => format!("{} and 1 other {}", actor(item), deed(item)),
+        Some(count) if count > 2 => {
+            format!("{} and {} others {}", actor(item), count - 1, deed(item))
+        }
+        _ => format!("{} {}", actor(item), deed(item)),
+    }
 }
 
 /// The subject line of a digest: "3 new notifications".
@@ -80,6 +91,27 @@ mod tests {
         );
         assert_eq!(digest_headline(1), "1 new notification");
         assert_eq!(digest_headline(4), "4 new notifications");
+    }
+
+    #[test]
+    fn an_aggregate_names_its_latest_actor_and_counts_the_others() {
+        let mut item = notice(1, "POST", Some("John Doe")).item;
+        let said = |item: &FeedItem, count| {
+            sentence(&FeedItem {
+                actor_count: count,
+                ..item.clone()
+            })
+        };
+        assert_eq!(said(&item, None), "John Doe liked your post");
+        assert_eq!(said(&item, Some(1)), "John Doe liked your post");
+        assert_eq!(said(&item, Some(2)), "John Doe and 1 other liked your post");
+        assert_eq!(said(&item, Some(5)), "John Doe and 4 others liked your post");
+        item.action = 6;
+        item.username = None;
+        assert_eq!(
+            said(&item, Some(10_000)),
+            "user-456 and 9999 others started following you"
+        );
     }
 
     #[test]

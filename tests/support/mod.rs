@@ -8,6 +8,7 @@ pub mod channel;
 pub mod fcm_server;
 pub mod mobile;
 pub mod raw;
+pub mod realtime;
 pub mod sockudo;
 pub mod web_push_testing;
 pub mod webhook;

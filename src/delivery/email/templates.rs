@@ -145,8 +145,8 @@ impl NoticeView {
             created_at: item.created_at.clone(),
             version: notice.version.clone(),
             headline: wording::headline(notice),
-            actor: wording::actor(notice).to_owned(),
-            deed: wording::deed(notice).to_owned(),
+            actor: wording::actor(item).to_owned(),
+            deed: wording::deed(item).to_owned(),
             event_type: wording::event_type(notice).map(|name| name.as_str().to_owned()),
         }
     }
