@@ -233,6 +233,16 @@ async fn fifty_likes_fold_into_one_aggregate(store: Store) {
         "nothing but the aggregate: {events:?}"
     );
     assert_eq!(of_aggregate("notification-removed"), 0, "{events:?}");
+    // The newest update (clients keep the highest version) tells the whole aggregate.
+    let newest = realtime
+        .messages()
+        .into_iter()
+        .filter(|(_, body)| body["event"] == "notification-updated")
+        .map(|(_, body)| body["data"].clone())
+        .max_by_key(|data| data["version"].as_str().unwrap().parse::<u128>().unwrap())
+        .unwrap();
+    assert_eq!(newest["actor_count"], 40, "{newest}");
+    assert_eq!(newest["actors"][0]["userid"], aggregate.userid, "{newest}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
