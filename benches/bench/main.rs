@@ -12,6 +12,7 @@ mod chart;
 mod personal;
 mod process;
 mod report;
+mod requests;
 mod runs;
 
 use report::Report;
@@ -99,11 +100,10 @@ fn main() {
     eprintln!("wrote target/bench/results.md and benchmarks-concurrency.svg");
 }
 
-/// The SQLite drain without delivery or limits, then with `on`, three rounds alternately:
-/// each round's figures, then the medians (worker and nats-server CPU per 100k events).
-async fn off_and_on(sizes: &Sizes, on: runs::Delivery, what: &str) {
-    let mut offs = Vec::new();
-    let mut ons = Vec::new();
+/// A drain of `likes` without delivery, limits or aggregation, then with each of `ons`, three
+/// rounds alternately: each round's figures, then the medians (worker and nats-server CPU
+/// per 100k events), each against the drain without.
+async fn off_and_on(store: runs::Store, events: usize, likes: runs::Likes, ons: &[(runs::Delivery, &str)]) {
     let figures = |drain: &runs::Drain| {
         format!(
             "{:.0} events/s ({:.2} CPU s/100k, nats-server {:.2})",
@@ -112,35 +112,47 @@ async fn off_and_on(sizes: &Sizes, on: runs::Delivery, what: &str) {
             drain.server_cpu_seconds_per_100k()
         )
     };
+    // Per round: the drain without, then one per `ons`.
+    let mut rounds: Vec<Vec<runs::Drain>> = Vec::new();
     for round in 0..3 {
-        let off = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, runs::Delivery::Off).await;
-        let with = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, on).await;
-        eprintln!(
-            "round {round}: off {}, {what} {}: ratio {:.2}",
-            figures(&off),
-            figures(&with),
-            with.events_per_second() / off.events_per_second()
-        );
-        offs.push(off);
-        ons.push(with);
+        let mut drains = vec![runs::drain_of(store, events, likes, 64, runs::Delivery::Off).await];
+        for (on, _) in ons {
+            drains.push(runs::drain_of(store, events, likes, 64, *on).await);
+        }
+        let mut line = format!("round {round}: off {}", figures(&drains[0]));
+        for ((_, what), with) in ons.iter().zip(&drains[1..]) {
+            line.push_str(&format!(
+                "; {what} {}: ratio {:.2}",
+                figures(with),
+                with.events_per_second() / drains[0].events_per_second()
+            ));
+        }
+        eprintln!("{line}");
+        rounds.push(drains);
     }
-    let median = |drains: &[runs::Drain], figure: fn(&runs::Drain) -> f64| {
-        let mut values: Vec<f64> = drains.iter().map(figure).collect();
+    let median = |run: usize, figure: fn(&runs::Drain) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(|drains| figure(&drains[run])).collect();
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    let (off_rate, on_rate) = (
-        median(&offs, runs::Drain::events_per_second),
-        median(&ons, runs::Drain::events_per_second),
-    );
-    eprintln!(
-        "medians: off {off_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}), {what} {on_rate:.0} events/s ({:.2} CPU s/100k, nats-server {:.2}): ratio {:.2}",
-        median(&offs, runs::Drain::cpu_seconds_per_100k),
-        median(&offs, runs::Drain::server_cpu_seconds_per_100k),
-        median(&ons, runs::Drain::cpu_seconds_per_100k),
-        median(&ons, runs::Drain::server_cpu_seconds_per_100k),
-        on_rate / off_rate
-    );
+    let medians = |run: usize| {
+        format!(
+            "{:.0} events/s ({:.2} CPU s/100k, nats-server {:.2})",
+            median(run, runs::Drain::events_per_second),
+            median(run, runs::Drain::cpu_seconds_per_100k),
+            median(run, runs::Drain::server_cpu_seconds_per_100k)
+        )
+    };
+    let mut line = format!("medians: off {}", medians(0));
+    let off_rate = median(0, runs::Drain::events_per_second);
+    for (run, (_, what)) in (1..).zip(ons) {
+        line.push_str(&format!(
+            "; {what} {}: ratio {:.2}",
+            medians(run),
+            median(run, runs::Drain::events_per_second) / off_rate
+        ));
+    }
+    eprintln!("{line}");
 }
 
 async fn run_all(sizes: Sizes) -> Report {
@@ -166,12 +178,65 @@ async fn run_all(sizes: Sizes) -> Report {
         Ok("announce") => {
             // Worker and nats-server CPU per 100k events: the worker's share of the
             // announce is what the worker can cut; the server's (storing the jobs) is not.
-            off_and_on(&sizes, runs::Delivery::Announce, "store stage announcing").await;
+            off_and_on(
+                runs::Store::Sqlite,
+                sizes.sqlite_drain,
+                runs::Likes::OnePostPerOwner,
+                &[(runs::Delivery::Announce, "store stage announcing")],
+            )
+            .await;
             std::process::exit(0);
         }
         Ok("limits") => {
             // The SQLite drain with RATE_LIMIT_TRIGGER_USER off and on, alternately.
-            off_and_on(&sizes, runs::Delivery::Limited, "trigger-user limit on").await;
+            off_and_on(
+                runs::Store::Sqlite,
+                sizes.sqlite_drain,
+                runs::Likes::OnePostPerOwner,
+                &[(runs::Delivery::Limited, "trigger-user limit on")],
+            )
+            .await;
+            std::process::exit(0);
+        }
+        Ok("aggregate") => {
+            // AGGREGATE off and on, and on with the trigger-user limit, alternately: first
+            // on the backlog of the other drains (a few huge aggregates), then with likes
+            // spread ten per post; SQLite, then DynamoDB (BENCH_SCALE lowers its size).
+            let ons = [
+                (runs::Delivery::Aggregated, "aggregation on"),
+                (runs::Delivery::LimitedAndAggregated, "limit and aggregation on"),
+            ];
+            // DynamoDB (whose drain is the slower) without the limit: its cost is the SQLite
+            // rows' (the same key-value bucket).
+            for (store, events, ons) in [
+                (runs::Store::Sqlite, sizes.sqlite_drain, &ons[..]),
+                (runs::Store::DynamoDb, sizes.dynamodb_drain, &ons[..1]),
+            ] {
+                for likes in [runs::Likes::OnePostPerOwner, runs::Likes::TenPerPost] {
+                    eprintln!("{store:?}, {events} likes, {likes:?}:");
+                    off_and_on(store, events, likes, ons).await;
+                }
+            }
+            std::process::exit(0);
+        }
+        Ok("aggregate-requests") => {
+            // The DynamoDB requests per like, by operation, counted on their way to dynalite:
+            // individual creates, then aggregated on each backlog.
+            for (delivery, likes) in [
+                (runs::Delivery::Off, runs::Likes::OnePostPerOwner),
+                (runs::Delivery::Aggregated, runs::Likes::OnePostPerOwner),
+                (runs::Delivery::Aggregated, runs::Likes::TenPerPost),
+            ] {
+                let events = sizes.dynamodb_drain;
+                let drain = runs::drain_of(runs::Store::DynamoDbCounted, events, likes, 64, delivery).await;
+                let per_event: Vec<String> = (drain.requests.unwrap().into_iter())
+                    .map(|(operation, count)| format!("{operation} {:.2}", count as f64 / events as f64))
+                    .collect();
+                eprintln!(
+                    "{delivery:?}, {events} likes, {likes:?}: per like {}",
+                    per_event.join(", ")
+                );
+            }
             std::process::exit(0);
         }
         Ok("limits-rss") => {

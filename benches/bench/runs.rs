@@ -3,11 +3,13 @@
 
 use super::ceilings::Rate;
 use super::process::{self, Cost};
+use super::requests::RequestCounter;
 use super::support::sockudo::Sockudo;
 use super::support::{
-    Dynalite, NatsServer, base_env, command, command_for, free_port, like, publish_backlog, worker_consumer,
+    Dynalite, NatsServer, base_env, command, command_for, free_port, like, publish_backlog_of,
+    worker_consumer,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,9 @@ use std::time::{Duration, Instant};
 pub enum Store {
     Sqlite,
     DynamoDb,
+    /// DynamoDB behind a proxy that counts the worker's requests by operation: for counting,
+    /// not for timing.
+    DynamoDbCounted,
 }
 
 pub struct Drain {
@@ -28,6 +33,8 @@ pub struct Drain {
     pub server_cpu_seconds: f64,
     /// With channel `pusher` on: from the drain's start until sockudo accepted every job.
     pub deliveries: Option<Deliveries>,
+    /// On `Store::DynamoDbCounted`: the drain's DynamoDB requests by operation.
+    pub requests: Option<BTreeMap<String, u64>>,
 }
 
 /// The delivery stage's side of a drain with channel `pusher` on.
@@ -52,7 +59,44 @@ pub enum Delivery {
     /// user's, so every create is admitted with a key-value read and a write (the limit's
     /// dearest path).
     Limited,
+    /// No channel, `AGGREGATE` on for likes: each like joins its post's aggregate.
+    Aggregated,
+    /// `Limited` and `Aggregated` together: every like is admitted, then joins.
+    LimitedAndAggregated,
 }
+
+impl Delivery {
+    fn limited(self) -> bool {
+        matches!(self, Delivery::Limited | Delivery::LimitedAndAggregated)
+    }
+
+    fn aggregated(self) -> bool {
+        matches!(self, Delivery::Aggregated | Delivery::LimitedAndAggregated)
+    }
+}
+
+/// Which posts the backlog's likes are of (each like from a trigger user of its own, to 97
+/// owners). Only aggregation tells them apart: without it every like is a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Likes {
+    /// All of each owner's `post-1`: aggregated, 97 aggregates of about events / 97 actors.
+    OnePostPerOwner,
+    /// Ten likes per post: aggregated, a first like then nine that join, on small aggregates.
+    TenPerPost,
+}
+
+impl Likes {
+    fn post(self, i: usize) -> String {
+        match self {
+            Likes::OnePostPerOwner => "post-1".to_owned(),
+            // Like `i` is owner `i % 97`'s: each run of 970 likes gives every owner ten.
+            Likes::TenPerPost => format!("post-{}", i / 970),
+        }
+    }
+}
+
+/// The event types of the `Aggregated` runs (the backlog has likes only).
+const AGGREGATED_TYPES: &str = "post.like,comment.like,user.follow";
 
 /// The limit of the `Limited` runs: never reached by the backlog (one create per user).
 const LIMITED_RATE: &str = "100/1m";
@@ -87,6 +131,7 @@ struct Setup {
     nats: NatsServer,
     _dynamo: Option<Dynalite>,
     sockudo: Option<Sockudo>,
+    requests: Option<RequestCounter>,
     dir: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
 }
@@ -100,9 +145,20 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&nats, dir.path());
     env.push(("WORKER_CONCURRENCY", concurrency.to_string()));
-    let dynamo = (store == Store::DynamoDb).then(Dynalite::start);
+    let dynamo = (store != Store::Sqlite).then(Dynalite::start);
     if let Some(dynamo) = &dynamo {
         env.extend(dynamo.worker_env("bench-notifications"));
+    }
+    let requests = dynamo
+        .as_ref()
+        .filter(|_| store == Store::DynamoDbCounted)
+        .map(|dynamo| RequestCounter::start(dynamo.port));
+    if let Some(requests) = &requests {
+        env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL_DYNAMODB");
+        env.push((
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            format!("http://127.0.0.1:{}", requests.port),
+        ));
     }
     let sockudo = (delivery == Delivery::Pusher).then(Sockudo::start);
     if let Some(sockudo) = &sockudo {
@@ -113,8 +169,11 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
         // `nats` channel needs no server of its own (no delivery stage runs here anyway).
         env.push(("REALTIME_NATS_SUBJECT", ANNOUNCE_SUBJECT.to_owned()));
     }
-    if delivery == Delivery::Limited {
+    if delivery.limited() {
         env.push(("RATE_LIMIT_TRIGGER_USER", LIMITED_RATE.to_owned()));
+    }
+    if delivery.aggregated() {
+        env.push(("AGGREGATE", AGGREGATED_TYPES.to_owned()));
     }
     let setup = drained_worker(dir.path(), &env).arg("setup").output().unwrap();
     assert!(
@@ -126,6 +185,7 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
         nats,
         _dynamo: dynamo,
         sockudo,
+        requests,
         dir,
         env,
     }
@@ -156,13 +216,28 @@ pub async fn drain(store: Store, events: usize, concurrency: usize) -> Drain {
 /// drain's clock stops as without it (the events consumer is done); with channel `pusher`,
 /// a second clock runs on until the channel's consumer has acknowledged every job.
 pub async fn drain_with(store: Store, events: usize, concurrency: usize, delivery: Delivery) -> Drain {
+    drain_of(store, events, Likes::OnePostPerOwner, concurrency, delivery).await
+}
+
+/// [`drain_with`], of `likes`.
+pub async fn drain_of(
+    store: Store,
+    events: usize,
+    likes: Likes,
+    concurrency: usize,
+    delivery: Delivery,
+) -> Drain {
     let setup = prepare_with(store, concurrency, delivery);
     let js = setup.nats.jetstream().await;
-    publish_backlog(&js, events).await;
+    publish_backlog_of(&js, events, |i| likes.post(i)).await;
     let mut consumer = worker_consumer(&js).await;
     let server_cpu = || setup.nats.pid().map_or(0.0, |pid| process::cost(pid).cpu_seconds);
     // The backlog's publishing is not the drain's: count the server's CPU from here.
     let server_cpu_before = server_cpu();
+    // Nor are `setup`'s requests.
+    if let Some(requests) = &setup.requests {
+        requests.take();
+    }
 
     let started = Instant::now();
     // Info logs are written as in production (one line per event), to /dev/null.
@@ -220,6 +295,7 @@ pub async fn drain_with(store: Store, events: usize, concurrency: usize, deliver
         cost,
         server_cpu_seconds,
         deliveries,
+        requests: setup.requests.as_ref().map(RequestCounter::take),
     }
 }
 

@@ -722,11 +722,21 @@ pub fn header(message: &async_nats::jetstream::message::StreamMessage, name: &st
         .unwrap_or_default()
 }
 
-/// Publishes `count` likes with distinct keys, as fast as the stream acknowledges them.
+/// Publishes `count` likes with distinct keys, as fast as the stream acknowledges them: each
+/// from a trigger user of its own, to 97 owners, all of each owner's `post-1`.
 pub async fn publish_backlog(js: &async_nats::jetstream::Context, count: usize) {
+    publish_backlog_of(js, count, |_| "post-1".to_owned()).await;
+}
+
+/// [`publish_backlog`] with the `i`th like on `post(i)`.
+pub async fn publish_backlog_of(
+    js: &async_nats::jetstream::Context,
+    count: usize,
+    post: impl Fn(usize) -> String,
+) {
     let mut pending = Vec::with_capacity(1000);
     for i in 0..count {
-        let body = like(&format!("owner-{}", i % 97), &format!("fan-{i}"), "post-1");
+        let body = like(&format!("owner-{}", i % 97), &format!("fan-{i}"), &post(i));
         pending.push(js.publish("notifications.post.like", body.into()).await.unwrap());
         if pending.len() == 1000 {
             for ack in pending.drain(..) {
