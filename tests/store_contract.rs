@@ -741,11 +741,13 @@ async fn likes_fold_into_one_aggregate(store: &impl NotificationStore, _raw: &Ra
     assert!(!item.read_status);
     // Every report names the aggregate as it then stood; the first created it.
     let first = reports[0].aggregate.as_ref().unwrap();
-    assert_eq!(first.0.id, item.id);
-    assert_eq!(first.0.actor_count, Some(1));
+    assert_eq!(first.item.id, item.id);
+    assert_eq!(first.item.actor_count, Some(1));
     let last = reports[4].aggregate.as_ref().unwrap();
-    assert_eq!(last.0.actor_count, Some(5));
-    assert!(last.1 > first.1, "each rewrite has a newer version");
+    assert_eq!(last.item.actor_count, Some(5));
+    assert!(last.version > first.version, "each rewrite has a newer version");
+    // Its start is known, so the delivery stage can order updates after the banner.
+    assert!(first.started_at.is_some() && first.started_at == last.started_at);
     assert_eq!(
         store
             .find(&owner("user-1"), &item.action_key)

@@ -516,6 +516,7 @@ async fn send_digest<M: Messenger>(parts: &DigestParts<M>, marker: &Marker) -> R
                 item,
                 version: entry.version,
                 published: None,
+                created_job: None,
             };
             if parts.people.mode(&recipient, channel, &notice) != Mode::Off {
                 unread.push(notice);

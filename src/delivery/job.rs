@@ -69,11 +69,28 @@ pub struct Notice {
     /// by: the same on every replica and every redelivery of the job.
     #[serde(skip)]
     pub published: Option<time::OffsetDateTime>,
+    /// An update's: the outbox sequence of its notification's `created` job, when the
+    /// update was announced while that job could still be in flight (see
+    /// `outbox::Announcer::claim_aggregate_created`): channels send the update only once
+    /// that job is settled. Not sent to clients.
+    #[serde(default)]
+    pub created_job: Option<u64>,
+}
+
+impl Notice {
+    pub fn new(item: FeedItem, version: Version) -> Notice {
+        Notice {
+            item,
+            version: version.to_number().to_string(),
+            published: None,
+            created_job: None,
+        }
+    }
 }
 
 impl Serialize for Notice {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        NoticeFields::from_item(&self.item, &self.version).serialize(serializer)
+        NoticeFields::from_notice(self).serialize(serializer)
     }
 }
 
@@ -107,10 +124,13 @@ struct NoticeFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     actors: Option<&'a [crate::domain::NamedActor]>,
     version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_job: Option<u64>,
 }
 
 impl<'a> NoticeFields<'a> {
-    fn from_item(item: &'a FeedItem, version: &'a str) -> NoticeFields<'a> {
+    fn from_notice(notice: &'a Notice) -> NoticeFields<'a> {
+        let (item, version) = (&notice.item, notice.version.as_str());
         NoticeFields {
             owner: &item.owner,
             action_key: &item.action_key,
@@ -128,6 +148,7 @@ impl<'a> NoticeFields<'a> {
             actor_count: item.actor_count,
             actors: item.actors.as_deref(),
             version,
+            created_job: notice.created_job,
         }
     }
 }
@@ -173,6 +194,7 @@ impl Announcement {
             actor_count: None,
             actors: None,
             version: &version,
+            created_job: None,
         });
         Announcement {
             message_id: id.to_owned(),
@@ -236,21 +258,34 @@ impl Job {
             item: FeedItem::from(notification),
             version: version.to_number().to_string(),
             published: None,
+            created_job: None,
         })
     }
 
     /// An aggregate's job: `created` for the one its first actor started, `updated` for a
     /// rewrite; `version` is the aggregate's revision (see `store::aggregates`).
     pub fn aggregate(created: bool, item: FeedItem, version: Version) -> Job {
-        let notice = Notice {
-            item,
-            version: version.to_number().to_string(),
-            published: None,
-        };
         if created {
-            Job::Created(notice)
+            Job::Created(Notice::new(item, version))
         } else {
-            Job::Updated(notice)
+            Job::updated(item, version, None)
+        }
+    }
+
+    /// An update, sent once the `created` job at outbox sequence `created_job` is settled.
+    pub fn updated(item: FeedItem, version: Version, created_job: Option<u64>) -> Job {
+        Job::Updated(Notice {
+            created_job,
+            ..Notice::new(item, version)
+        })
+    }
+
+    /// The outbox sequence of the `created` job this one must wait for, if any.
+    pub fn created_job(&self) -> Option<u64> {
+        match self {
+            Job::Created(_) => None,
+            Job::Updated(notice) => notice.created_job,
+            Job::Removed(removal) => removal.created_job,
         }
     }
 
@@ -317,8 +352,8 @@ impl Job {
 
     fn body(&self) -> JobBody<'_> {
         match self {
-            Job::Created(notice) => JobBody::Created(NoticeFields::from_item(&notice.item, &notice.version)),
-            Job::Updated(notice) => JobBody::Updated(NoticeFields::from_item(&notice.item, &notice.version)),
+            Job::Created(notice) => JobBody::Created(NoticeFields::from_notice(notice)),
+            Job::Updated(notice) => JobBody::Updated(NoticeFields::from_notice(notice)),
             Job::Removed(removal) => JobBody::Removed(removal),
         }
     }
@@ -332,6 +367,7 @@ impl Job {
                 if let Some(fields) = data.as_object_mut() {
                     // The client addresses notifications by id; the key stays server-side.
                     fields.remove("action_key");
+                    fields.remove("created_job");
                 }
                 data
             }
@@ -343,7 +379,11 @@ impl Job {
     pub fn full_data(&self) -> serde_json::Value {
         match self {
             Job::Created(notice) | Job::Updated(notice) => {
-                serde_json::to_value(notice).expect("a notice serializes")
+                let mut data = serde_json::to_value(notice).expect("a notice serializes");
+                if let Some(fields) = data.as_object_mut() {
+                    fields.remove("created_job");
+                }
+                data
             }
             Job::Removed(removal) => removal_data(removal),
         }
@@ -395,6 +435,7 @@ impl Notice {
             },
             version: "0".to_owned(),
             published: None,
+            created_job: None,
         }
     }
 }
@@ -503,6 +544,11 @@ mod tests {
             assert_eq!(job.client_data()["actors"][0]["username"], "Ann");
             assert_eq!(Job::parse(&job.to_bytes()).unwrap(), job);
         }
+        // An update waiting for its banner keeps that job's sequence to itself.
+        let update = Job::updated(item, version, Some(9));
+        assert_eq!(Job::parse(&update.to_bytes()).unwrap().created_job(), Some(9));
+        assert!(update.client_data().get("created_job").is_none());
+        assert!(update.full_data().get("created_job").is_none());
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //! announces nothing.
 
 use super::job::{Announcement, Job, JobKind};
-use crate::domain::{Change, Version};
-use crate::store::{Applied, Report};
+use crate::domain::{Change, Timestamp, Version};
+use crate::store::{Applied, Report, Shown};
 use crate::telemetry::metrics::Metrics;
 use anyhow::Context;
 use async_nats::jetstream::{
@@ -41,6 +41,10 @@ const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// The subject of the probes that claim a `created` message id (see above).
 pub const PROBE_SUBJECT: &str = "deliveries.probe";
+/// How long after an aggregate started its update re-claims its `created` job (see
+/// [`Announcer::claim_aggregate_created`]): well within [`DUPLICATE_WINDOW`], and far longer
+/// than any replica takes to announce what it stored.
+const CLAIM_WITHIN: Duration = Duration::from_secs(30 * 60);
 /// Pause between tries to publish a job while NATS does not answer.
 const PUBLISH_RETRY: Duration = Duration::from_millis(500);
 
@@ -102,22 +106,29 @@ impl Announcer {
             }
             // An aggregate: `created` for its first actor, `updated` for every rewrite after
             // (no second banner), `removed` when its last actor left.
-            (Applied::Created | Applied::Aggregated, Change::Join(_) | Change::Leave { .. }, _) => {
-                let Some(aggregate) = &report.aggregate else {
+            (Applied::Created, Change::Join(_), _) => {
+                let Some(shown) = &report.aggregate else {
                     return Ok(());
                 };
-                let (item, at) = aggregate.as_ref();
-                let job = Job::aggregate(report.applied == Applied::Created, item.clone(), *at);
+                let job = Job::aggregate(true, shown.item.clone(), shown.version);
+                (job.kind(), job.message_id(), job.to_bytes())
+            }
+            (Applied::Aggregated, Change::Join(_) | Change::Leave { .. }, _) => {
+                let Some(shown) = &report.aggregate else {
+                    return Ok(());
+                };
+                let created_job = self.claim_aggregate_created(shown, shutdown).await?;
+                let job = Job::updated(shown.item.clone(), shown.version, created_job);
                 (job.kind(), job.message_id(), job.to_bytes())
             }
             (Applied::Removed, Change::Leave { .. }, Some(ended)) => {
-                let Some(aggregate) = &report.aggregate else {
+                let Some(shown) = &report.aggregate else {
                     return Ok(());
                 };
                 let created_job = self.claim_created(&ended.id, shutdown).await?;
                 let job = Job::removed(
-                    &aggregate.0.owner,
-                    &aggregate.0.action_key,
+                    &shown.item.owner,
+                    &shown.item.action_key,
                     &ended.id,
                     version,
                     created_job,
@@ -131,6 +142,40 @@ impl Announcer {
             self.metrics.outbox_published(kind.as_str());
         }
         Ok(())
+    }
+
+    /// An aggregate's update must never reach a client before its `created` job, which the
+    /// replica that started the aggregate may still be about to announce. While that job can
+    /// still be in the outbox's duplicate window (the aggregate started less than
+    /// [`CLAIM_WITHIN`] ago), publish it again, as it now stands: when it is there already
+    /// the outbox drops this copy and answers with its sequence; when it is not, this one is
+    /// the banner (the late one is dropped). The update then carries that sequence, and
+    /// channels send it once that job is settled. An older aggregate's banner went out long
+    /// ago: publishing it again would show a second one.
+    async fn claim_aggregate_created(
+        &self,
+        shown: &Shown,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<u64>, Interrupted> {
+        let recent = shown.started_at.is_some_and(|started| {
+            Timestamp::now().unix().saturating_sub(started) < CLAIM_WITHIN.as_secs() as i64
+        });
+        if !recent {
+            return Ok(None);
+        }
+        let created = Job::aggregate(true, shown.item.clone(), shown.version);
+        let ack = self
+            .publish(
+                JobKind::Created.subject(),
+                &created.message_id(),
+                created.to_bytes(),
+                shutdown,
+            )
+            .await?;
+        if ack.as_ref().is_some_and(|ack| !ack.duplicate) {
+            self.metrics.outbox_published(JobKind::Created.as_str());
+        }
+        Ok(ack.map(|ack| ack.sequence))
     }
 
     /// Publishes the probe for notification `id`'s `created` job: the job's outbox

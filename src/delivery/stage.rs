@@ -259,8 +259,8 @@ async fn run_lane(shared: Arc<Shared>, key: OrderKey, first: Pending) {
 /// settles its message accordingly.
 async fn deliver(shared: &Shared, pending: &Pending) {
     let Pending { delivery, job, .. } = pending;
-    if let Job::Removed(removal) = job
-        && let Some(created_job) = removal.created_job
+    // A removal, or an aggregate's update, never reaches a client before the notification.
+    if let Some(created_job) = job.created_job()
         && !shared.has_sent_created(job.id())
     {
         // Its notification's job may still be on another replica: wait until it is settled.
@@ -273,7 +273,8 @@ async fn deliver(shared: &Shared, pending: &Pending) {
             Ok(false) => tracing::warn!(
                 channel = shared.name,
                 id = job.id(),
-                "the notification's job is still not settled; sending its removal anyway"
+                kind = job.kind().as_str(),
+                "the notification's job is still not settled; sending this one anyway"
             ),
             Err(_) => return delivery.hand_back(Duration::from_secs(1)).await,
         }

@@ -23,9 +23,13 @@ impl OrderKey {
         match change {
             Change::Create(notification) => notification.action_key.hash(&mut hasher),
             Change::Remove { action_key, .. } => action_key.hash(&mut hasher),
-            // One lane per aggregate: its likes and unlikes meet the same items.
-            Change::Join(join) => (join.group.action, &join.group.resource_id).hash(&mut hasher),
-            Change::Leave { group, .. } => (group.action, &group.resource_id).hash(&mut hasher),
+            // One lane per actor's like of the resource, as without aggregation: the store
+            // keeps an aggregate exact under concurrent joins, and a lane per aggregate
+            // would apply a popular post's likes one at a time.
+            Change::Join(join) => {
+                (join.group.action, &join.group.resource_id, &join.actor.id).hash(&mut hasher)
+            }
+            Change::Leave { group, actor } => (group.action, &group.resource_id, actor).hash(&mut hasher),
         }
         OrderKey(hasher.finish())
     }

@@ -25,6 +25,8 @@ use crate::domain::{
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use std::collections::HashMap;
 
+/// When the aggregate was started (unix seconds; see [`super::Shown::started_at`]).
+const STARTED_AT: &str = "started_at";
 /// Rounds of conditional writes before a busy aggregate is handed back as transient.
 const MAX_ROUNDS: usize = 16;
 
@@ -375,6 +377,10 @@ impl DynamoDbStore {
     fn aggregate_of(&self, item: HashMap<String, AttributeValue>) -> Result<Aggregate, StoreError> {
         let created = stored_version(item.get("created_seq"));
         let version = stored_version(item.get("version"));
+        let started_at = item
+            .get(STARTED_AT)
+            .and_then(|value| value.as_n().ok())
+            .and_then(|text| text.parse().ok());
         let item: FeedItem = serde_dynamo::from_item(item).map_err(|error| {
             StoreError::new(
                 ErrorKind::Permanent,
@@ -386,6 +392,7 @@ impl DynamoDbStore {
             item,
             created,
             version,
+            started_at,
         })
     }
 
@@ -513,8 +520,10 @@ impl DynamoDbStore {
                         .map_err(|error| {
                         StoreError::new(ErrorKind::Permanent, format!("cannot map the aggregate: {error}"))
                     })?;
+                    let started_at = Timestamp::now().unix();
                     attributes.insert("created_seq".into(), number(version));
                     attributes.insert("version".into(), number(version));
+                    attributes.insert(STARTED_AT.into(), AttributeValue::N(started_at.to_string()));
                     let put = self
                         .client
                         .put_item()
@@ -529,6 +538,7 @@ impl DynamoDbStore {
                                 item,
                                 version,
                                 created: version,
+                                started_at: Some(started_at),
                             });
                         }
                         Err(error) if is_condition_failure(&error) => continue,
@@ -543,6 +553,7 @@ impl DynamoDbStore {
                         item: existing.item,
                         version: existing.version,
                         created: existing.created,
+                        started_at: existing.started_at,
                     });
                 }
                 Some(existing) => {
@@ -611,6 +622,7 @@ impl DynamoDbStore {
                                 item: written.item,
                                 version: next,
                                 created: existing.created,
+                                started_at: existing.started_at,
                             });
                         }
                         Err(error) if is_condition_failure(&error) => continue,
@@ -629,4 +641,5 @@ struct Aggregate {
     read: bool,
     created: Version,
     version: Version,
+    started_at: Option<i64>,
 }

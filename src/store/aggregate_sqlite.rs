@@ -72,12 +72,12 @@ const COUNT: &str = "SELECT COUNT(*) FROM aggregate_members
 const LATEST: &str = "SELECT actor, version, username, userpic, userbio, created_at FROM aggregate_members
     WHERE owner = ?1 AND action = ?2 AND resource_id = ?3 AND generation = ?4 AND present = 1
     ORDER BY version DESC LIMIT ?5";
-const READ_AGGREGATE: &str = "SELECT id, read_status, created_seq, version, actor_count, actors
+const READ_AGGREGATE: &str = "SELECT id, read_status, created_seq, version, actor_count, actors, started_at
     FROM notifications WHERE owner = ?1 AND action_key = ?2";
 const INSERT_AGGREGATE: &str = "INSERT INTO notifications
     (owner, action_key, id, userid, username, userpic, userbio, action, resource_type, resource_id,
-     excerpt, read_status, created_at, created_seq, version, actor_count, actors)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?13, ?14, ?15)";
+     excerpt, read_status, created_at, created_seq, version, actor_count, actors, started_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13, ?13, ?14, ?15, ?16)";
 /// The latest actor's display fields, the count and the latest three; the excerpt only
 /// when the like that rewrites it carries one.
 const REWRITE_AGGREGATE: &str = "UPDATE notifications SET userid = ?3, username = ?4, userpic = ?5,
@@ -261,6 +261,7 @@ fn recount(
                 version: stored_version(row.get(3)?),
                 count: row.get::<_, Option<i64>>(4)?.map(i64::unsigned_abs),
                 actors: row.get(5)?,
+                started_at: row.get(6)?,
             })
         })
         .optional()?;
@@ -291,7 +292,7 @@ fn recount(
     let actor = &latest.actor;
     let actors = actors_json(&tally.named());
     let count = tally.count;
-    let (at, created) = match existing {
+    let (at, created, started_at) = match existing {
         None => {
             // Only a like creates: a leave that finds the item missing while actors remain
             // is in the middle of a like's redelivery, which creates it.
@@ -299,6 +300,7 @@ fn recount(
                 return Ok(Recount::Unchanged);
             };
             let id = life_id(version, &group.owner, &key).hyphenated().to_string();
+            let started_at = Timestamp::now().unix();
             connection.prepare_cached(INSERT_AGGREGATE)?.execute(params![
                 owner,
                 key.as_str(),
@@ -315,11 +317,12 @@ fn recount(
                 version.to_text(),
                 sql(count),
                 actors,
+                started_at,
             ])?;
-            (version, version)
+            (version, version, Some(started_at))
         }
         Some(stored) if stored.count == Some(count) && stored.actors.as_deref() == Some(actors.as_str()) => {
-            (stored.version, stored.created)
+            (stored.version, stored.created, stored.started_at)
         }
         Some(stored) => {
             let next = next_version(stored.version, version);
@@ -336,7 +339,7 @@ fn recount(
                 next.to_text(),
                 join.and_then(|join| join.excerpt.as_deref()),
             ])?;
-            (next, stored.created)
+            (next, stored.created, stored.started_at)
         }
     };
     let item = connection
@@ -346,6 +349,7 @@ fn recount(
         item,
         version: at,
         created,
+        started_at,
     })
 }
 
@@ -357,6 +361,7 @@ struct Stored {
     version: Version,
     count: Option<u64>,
     actors: Option<String>,
+    started_at: Option<i64>,
 }
 
 fn tally(connection: &Connection, group: &Group, generation: u64) -> rusqlite::Result<Tally> {

@@ -1,7 +1,7 @@
 //! What both stores report for a join or a leave (`AGGREGATE`, docs/aggregation.md), once
 //! they have recounted an aggregate.
 
-use super::{Applied, Ended, Report};
+use super::{Applied, Ended, Report, Shown};
 use crate::domain::{FeedItem, Version};
 
 /// What a recount of one generation's aggregate did.
@@ -13,6 +13,7 @@ pub enum Recount {
         item: FeedItem,
         version: Version,
         created: Version,
+        started_at: Option<i64>,
     },
     /// Nobody is left: the aggregate (`item`, as it was) was deleted, ending this life.
     Removed { ended: Ended, item: FeedItem },
@@ -32,13 +33,14 @@ pub fn report_join(recount: Recount, version: Version) -> Report {
             item,
             version: at,
             created,
+            started_at,
         } => {
             let applied = if created == version {
                 Applied::Created
             } else {
                 Applied::Aggregated
             };
-            shown(applied, item, at)
+            shown(applied, item, at, started_at)
         }
         Recount::Superseded => Report::from(Applied::Superseded),
         // A like only reaches these when it found its actor already in (a repeat), or the
@@ -51,22 +53,35 @@ pub fn report_join(recount: Recount, version: Version) -> Report {
 /// aggregate, `absent` otherwise (the aggregate was read, or the actor was not in).
 pub fn report_leave(recount: Recount, version: Version) -> Report {
     match recount {
-        Recount::Shown { item, version, .. } => shown(Applied::Aggregated, item, version),
+        Recount::Shown {
+            item,
+            version,
+            started_at,
+            ..
+        } => shown(Applied::Aggregated, item, version, started_at),
         // The item as it was, so the removal names its key.
         Recount::Removed { ended, item } => Report {
             applied: Applied::Removed,
             ended: Some(ended),
-            aggregate: Some(Box::new((item, version))),
+            aggregate: Some(Box::new(Shown {
+                item,
+                version,
+                started_at: None,
+            })),
         },
         Recount::Read | Recount::Unchanged | Recount::Superseded => Report::from(Applied::Absent),
     }
 }
 
-fn shown(applied: Applied, item: FeedItem, version: Version) -> Report {
+fn shown(applied: Applied, item: FeedItem, version: Version, started_at: Option<i64>) -> Report {
     Report {
         applied,
         ended: None,
-        aggregate: Some(Box::new((item, version))),
+        aggregate: Some(Box::new(Shown {
+            item,
+            version,
+            started_at,
+        })),
     }
 }
 

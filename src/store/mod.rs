@@ -94,9 +94,21 @@ pub struct Report {
     /// again when the same remove is redelivered (its tombstone remembers the life it
     /// ended), as a redelivered create is reported `Created` again.
     pub ended: Option<Ended>,
-    /// Set when a join or leave created or rewrote an aggregate: the aggregate as it now
-    /// stands, and the version its job carries (the delivery stage tells clients).
-    pub aggregate: Option<Box<(FeedItem, Version)>>,
+    /// Set when a join or leave created, rewrote or removed an aggregate: the aggregate as
+    /// it now stands (or stood, when removed), for the delivery stage to tell clients.
+    pub aggregate: Option<Box<Shown>>,
+}
+
+/// An aggregate as a join or leave left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub item: FeedItem,
+    /// Its revision, which its job carries.
+    pub version: Version,
+    /// When the store started it (unix seconds, the writer's clock); `None` for an item
+    /// written before this was kept. The delivery stage orders an update after its
+    /// `created` job only while that job can still be in flight.
+    pub started_at: Option<i64>,
 }
 
 impl From<Applied> for Report {

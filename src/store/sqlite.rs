@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     version       TEXT,
     actor_count   INTEGER,
     actors        TEXT,
+    started_at    INTEGER,
     PRIMARY KEY (owner, action_key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS notifications_owner_created_at ON notifications (owner, created_at);
@@ -65,6 +66,7 @@ const ADDED_COLUMNS: [(&str, &[&str]); 2] = [
             "version TEXT",
             "actor_count INTEGER",
             "actors TEXT",
+            "started_at INTEGER",
         ],
     ),
     (
@@ -643,7 +645,7 @@ impl NotificationStore for SqliteStore {
                 // Names every table and column the writer needs, so a file from an earlier
                 // release reads as "run setup" rather than failing writes one by one.
                 .prepare_cached(
-                    "SELECT (SELECT version || actor_count || actors FROM notifications LIMIT 1),
+                    "SELECT (SELECT version || actor_count || actors || started_at FROM notifications LIMIT 1),
                             (SELECT version FROM tombstones LIMIT 1),
                             (SELECT ended_id || ended_created || ended_by FROM tombstones LIMIT 1),
                             (SELECT generation FROM aggregate_generations LIMIT 1),

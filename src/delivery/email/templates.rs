@@ -367,6 +367,7 @@ fn sample_notice(action: i64) -> Notice {
         },
         version: "1".into(),
         published: None,
+        created_job: None,
     }
 }
 
