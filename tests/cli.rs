@@ -628,3 +628,96 @@ async fn setup_creates_the_recipient_directory_beside_the_notifications() {
     let record = store.get(&owner).await.unwrap().unwrap();
     assert_eq!(record.email().unwrap().as_str(), "a@example.com");
 }
+
+/// A consumer made before the AckWait was shortened (30 s): `run` uses it as it is and warns,
+/// naming `setup`; `setup` shortens it in place (its position kept) and says so, once. A
+/// shorter AckWait (the recipients' consumer here) is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_shortens_a_long_ack_wait_that_run_warns_about() {
+    use async_nats::jetstream::{consumer, stream};
+    use notification_worker::input::{RECIPIENTS_CONSUMER, RECIPIENTS_STREAM};
+    const WITHIN: Duration = Duration::from_secs(60);
+    let nats = NatsServer::start();
+    create_consumer_with_ack_wait(&nats, Duration::from_secs(30)).await;
+    let js = nats.jetstream().await;
+    let recipients = js
+        .get_or_create_stream(stream::Config {
+            name: RECIPIENTS_STREAM.into(),
+            subjects: vec!["recipients.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    recipients
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(RECIPIENTS_CONSUMER.into()),
+            filter_subject: "recipients.>".into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish_backlog(&js, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+
+    let mut worker = Worker::start(dir.path(), &env);
+    wait_until("the events stored", WITHIN, || count_rows(dir.path()) == 10);
+    let warnings: Vec<_> = worker
+        .events()
+        .into_iter()
+        .filter(|event| {
+            event["message"]
+                .as_str()
+                .is_some_and(|text| text.contains("AckWait"))
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["level"], "WARN", "{}", warnings[0]);
+    assert_eq!(warnings[0]["consumer"], "notification-worker", "{}", warnings[0]);
+    assert_eq!(warnings[0]["ack_wait_seconds"], 30.0, "{}", warnings[0]);
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("notification-worker setup"),
+        "{}",
+        warnings[0]
+    );
+    assert!(worker.terminate(WITHIN).success());
+
+    let output = command(dir.path(), &env).arg("setup").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("consumer notification-worker: AckWait changed from 30s to 5s"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("AckWait").count(), 1, "{stdout}");
+    let mut events = worker_consumer(&js).await;
+    let info = events.info().await.unwrap();
+    assert_eq!(info.config.ack_wait, Duration::from_secs(5));
+    assert_eq!(
+        info.ack_floor.stream_sequence, 10,
+        "the consumer kept its position"
+    );
+    let mut recipients_consumer: consumer::PullConsumer =
+        recipients.get_consumer(RECIPIENTS_CONSUMER).await.unwrap();
+    let info = recipients_consumer.info().await.unwrap();
+    assert_eq!(info.config.ack_wait, Duration::from_secs(2));
+
+    let again = command(dir.path(), &env).arg("setup").output().unwrap();
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("AckWait"));
+    let worker = Worker::start(dir.path(), &env);
+    assert!(
+        !worker.logs().iter().any(|line| line.contains("AckWait")),
+        "{:?}",
+        worker.logs()
+    );
+}

@@ -48,6 +48,64 @@ async fn a_worker_killed_twice_mid_backlog_stores_every_event_exactly_once() {
     assert!(dead_letters(&nats).await.is_empty());
 }
 
+/// Back within seconds after a crash: a replica SIGKILLed holding events (its store blocked
+/// by an outside write lock, so it surely holds them) on the consumer `setup` makes; the other
+/// replica stores them once the server redelivers them, after the consumer's AckWait (5 s;
+/// before, 30 s, and this test failed). Each event is in the owners' feeds exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_holding_events_has_them_stored_by_the_other_within_seconds() {
+    // Generous for the debug build on a busy machine, yet shorter than the former AckWait.
+    const BACK_WITHIN: Duration = Duration::from_secs(20);
+    const EVENTS: usize = 4_000;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    // "received" lines (debug) say how often each message was delivered.
+    env.push(("LOG_LEVEL", "info,notification_worker::processing=debug".into()));
+    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let survivor = Worker::start(dir.path(), &env);
+    let mut victim = Worker::start(dir.path(), &env);
+    let lock = sqlite(dir.path());
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    publish_backlog(&nats.jetstream().await, EVENTS).await;
+    wait_until("the victim to hold pulled events", WITHIN, || {
+        victim
+            .events()
+            .iter()
+            .filter(|event| event["message"] == "received")
+            .count()
+            > 500
+    });
+    victim.kill();
+    let killed = std::time::Instant::now();
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+
+    wait_until("every event to be stored after the kill", BACK_WITHIN, || {
+        count_rows(dir.path()) == EVENTS as i64
+    });
+    eprintln!("every event stored {:?} after the kill", killed.elapsed());
+    eventually("the consumer to be drained", WITHIN, || async {
+        consumer_backlog(&nats).await == (0, 0)
+    })
+    .await;
+    let store = notification_worker::store::SqliteStore::open(&dir.path().join("notifications.db")).unwrap();
+    assert_eq!(stored(&store).await, EVENTS, "in the feeds exactly once");
+    assert_eq!(distinct_ids(dir.path()), EVENTS);
+    let redelivered = survivor
+        .events()
+        .iter()
+        .filter(|event| event["message"] == "received" && event["delivered"].as_u64() > Some(1))
+        .count();
+    assert!(redelivered > 500, "what the victim held came back: {redelivered}");
+    assert!(dead_letters(&nats).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_and_restarted_mid_load_the_worker_reconnects_and_resumes() {
     let mut nats = NatsServer::start();

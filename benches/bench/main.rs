@@ -11,6 +11,7 @@ mod ceilings;
 mod chart;
 mod personal;
 mod process;
+mod recovery;
 mod report;
 mod requests;
 mod runs;
@@ -272,6 +273,14 @@ async fn run_all(sizes: Sizes) -> Report {
             }
             std::process::exit(0);
         }
+        Ok("recovery") => {
+            let took = recovery::median().await;
+            eprintln!(
+                "median: {:.2} s from SIGKILL to all held events stored",
+                took.as_secs_f64()
+            );
+            std::process::exit(0);
+        }
         Ok("latency") => {
             let latency = runs::latency(sizes.latency_rate, sizes.latency_seconds).await;
             eprintln!(
@@ -380,6 +389,8 @@ async fn run_all(sizes: Sizes) -> Report {
     report.sqlite_drain_delivery = Some(median_drain(delivery_drains));
     step("worker: start to ready");
     report.start_to_ready = runs::start_to_ready().await;
+    step("worker: recovery after a SIGKILL (SQLite)");
+    report.recovery = Some(recovery::median().await);
     step("worker: latency at a fixed rate (SQLite)");
     report.latency = Some(runs::latency(sizes.latency_rate, sizes.latency_seconds).await);
     step("worker: publish to WebSocket at a fixed rate (SQLite, channel pusher on)");

@@ -13,6 +13,9 @@ pub struct Report {
     pub sqlite_ceiling: Rate,
     pub dynamodb_ceiling: Rate,
     pub start_to_ready: Duration,
+    /// From SIGKILL of a replica holding [`HELD`](super::recovery::HELD) events to all of
+    /// them stored by another (median).
+    pub recovery: Option<Duration>,
     pub sqlite_drain: Option<Drain>,
     pub dynamodb_drain: Option<Drain>,
     pub latency: Option<Latency>,
@@ -48,6 +51,7 @@ impl Report {
             sqlite_ceiling: none,
             dynamodb_ceiling: none,
             start_to_ready: Duration::ZERO,
+            recovery: None,
             sqlite_drain: None,
             dynamodb_drain: None,
             latency: None,
@@ -147,6 +151,14 @@ impl Report {
             "| start to ready (median of 5) | {:.0} ms | | | <= 500 ms |",
             self.start_to_ready.as_secs_f64() * 1000.0
         );
+        if let Some(recovery) = self.recovery {
+            let _ = writeln!(
+                out,
+                "| SIGKILL of a replica holding {} events to all of them stored by another (SQLite, median of 3) | {:.1} s | | | <= 10 s |",
+                super::recovery::HELD,
+                recovery.as_secs_f64()
+            );
+        }
         self.delivery_markdown(&mut out);
         let _ = writeln!(
             out,

@@ -179,6 +179,7 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
             };
             let stream = input::ensure_stream(&js, &config.nats.stream).await?;
             let (consumer, limits) = input::ensure_consumer(&stream, &config.nats.consumer).await?;
+            input::warn_if_slow_to_recover(&config.nats.consumer, &limits);
             let dead_letters = DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
             // The stream's own max age (an existing stream may not have DLQ_MAX_AGE); zero:
             // kept forever.
@@ -210,6 +211,7 @@ async fn run_store(config: Config, deliver: bool) -> anyhow::Result<()> {
     let settings = WorkerSettings {
         in_flight: limits.in_flight,
         store_calls: limits.store_calls,
+        // Core NATS has no AckWait: this only paces retries (pauses up to a third of it).
         ack_wait: consumer_limits.map_or(Duration::from_secs(30), |limits| limits.ack_wait),
         max_deliveries: consumer_limits.map(|limits| limits.max_deliveries),
         allow_http_pictures: config.environment == Environment::Development,
@@ -459,8 +461,10 @@ async fn recipient_source(
         &stream,
         input::RECIPIENTS_CONSUMER,
         crate::recipients::RECIPIENTS_SUBJECT_FILTER,
+        input::ACK_WAIT,
     )
     .await?;
+    input::warn_if_slow_to_recover(input::RECIPIENTS_CONSUMER, &limits);
     let dead_letters = DeadLetters::for_recipients(js, &config.dead_letters).await?;
     let source = Source::jetstream(consumer, stream.cached_info().created)?;
     Ok(Some(RecipientSource {

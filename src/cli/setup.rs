@@ -1,4 +1,5 @@
-//! `notification-worker setup`: create what is missing, change nothing that exists.
+//! `notification-worker setup`: create what is missing, change nothing that exists but an
+//! AckWait longer than the worker needs to be back within seconds after a crash.
 
 use crate::config::{Config, NatsMode};
 use crate::delivery;
@@ -12,6 +13,7 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
         let stream = input::ensure_stream(&js, &config.nats.stream).await?;
         println!("stream {} ready", config.nats.stream);
         input::ensure_consumer(&stream, &config.nats.consumer).await?;
+        shorten_ack_wait(&stream, &config.nats.consumer).await?;
         println!("consumer {} ready", config.nats.consumer);
         input::DeadLetters::ensure(&js, &config.nats.stream, &config.dead_letters).await?;
         println!("dead-letter stream {} ready", input::DLQ_STREAM);
@@ -22,8 +24,10 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
             &recipients,
             input::RECIPIENTS_CONSUMER,
             crate::recipients::RECIPIENTS_SUBJECT_FILTER,
+            input::ACK_WAIT,
         )
         .await?;
+        shorten_ack_wait(&recipients, input::RECIPIENTS_CONSUMER).await?;
         println!("consumer {} ready", input::RECIPIENTS_CONSUMER);
         input::DeadLetters::for_recipients(&js, &config.dead_letters).await?;
         println!("dead-letter stream {} ready", input::RECIPIENTS_DLQ_STREAM);
@@ -49,7 +53,13 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
             }
             for channel in channels {
                 let name = delivery::consumer_name(channel);
-                input::ensure_consumer_on(&outbox, &name, delivery::outbox::OUTBOX_FILTER).await?;
+                input::ensure_consumer_on(
+                    &outbox,
+                    &name,
+                    delivery::outbox::OUTBOX_FILTER,
+                    input::DELIVERY_ACK_WAIT,
+                )
+                .await?;
                 input::DeadLetters::for_channel(
                     &js,
                     delivery::OUTBOX_STREAM,
@@ -70,5 +80,18 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
     let recipients = AnyRecipientStore::open(&config.store).await?;
     recipients.setup().await?;
     println!("recipient directory ready: {}", recipients.describe());
+    Ok(())
+}
+
+/// A consumer made before the AckWait was shortened: the events a crashed replica held
+/// would wait its old AckWait for the others.
+async fn shorten_ack_wait(stream: &async_nats::jetstream::stream::Stream, name: &str) -> anyhow::Result<()> {
+    if let Some(before) = input::shorten_ack_wait(stream, name).await? {
+        println!(
+            "consumer {name}: AckWait changed from {}s to {}s (what a crashed replica held comes back sooner)",
+            before.as_secs_f64(),
+            input::ACK_WAIT.as_secs_f64()
+        );
+    }
     Ok(())
 }

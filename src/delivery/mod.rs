@@ -346,9 +346,13 @@ impl Start<'_> {
     /// The channel's consumer on the outbox and its stage (and the backlog gauge's task).
     async fn stage<C: Channel>(&self, channel: C) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
         let name = channel.name();
-        let (consumer, limits) =
-            crate::input::ensure_consumer_on(self.outbox, &consumer_name(name), outbox::OUTBOX_FILTER)
-                .await?;
+        let (consumer, limits) = crate::input::ensure_consumer_on(
+            self.outbox,
+            &consumer_name(name),
+            outbox::OUTBOX_FILTER,
+            crate::input::DELIVERY_ACK_WAIT,
+        )
+        .await?;
         let dead_letters = crate::input::DeadLetters::for_channel(
             self.js,
             OUTBOX_STREAM,

@@ -1,4 +1,5 @@
-//! The stream and the durable consumer: created when absent, used unchanged when present.
+//! The stream and the durable consumer: created when absent, used unchanged when present
+//! (except the AckWait `setup` shortens).
 
 use crate::domain::SUBJECT_FILTER;
 use anyhow::Context;
@@ -7,8 +8,15 @@ use std::time::Duration;
 
 /// Created streams keep events this long (SPEC.md).
 const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// Created consumers give the worker this long per delivery before redelivering.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+/// The store stage's consumers (events, recipients) give a worker this long per delivery
+/// before redelivering: what a crashed worker held waits this long for another replica,
+/// which then stores it in well under a second (BENCHMARKS.md, "Recovery after a crash"),
+/// so the events are back within 10 s. A worker that is alive but slow keeps what it holds
+/// with an in-progress ack every AckWait/3 (`processing::keep_alive`).
+pub const ACK_WAIT: Duration = Duration::from_secs(5);
+/// The delivery stage's consumers (the outbox): a removal waits up to twice this for its
+/// notification's job on another replica, which may be sending for up to 30 s.
+pub const DELIVERY_ACK_WAIT: Duration = Duration::from_secs(30);
 /// Created consumers let this many messages be unacknowledged at once (all replicas).
 const MAX_ACK_PENDING: i64 = 20_000;
 
@@ -102,14 +110,16 @@ pub async fn ensure_consumer(
     stream: &stream::Stream,
     name: &str,
 ) -> anyhow::Result<(consumer::PullConsumer, ConsumerLimits)> {
-    ensure_consumer_on(stream, name, SUBJECT_FILTER).await
+    ensure_consumer_on(stream, name, SUBJECT_FILTER, ACK_WAIT).await
 }
 
-/// [`ensure_consumer`] for subjects `filter` (the delivery stage's consumers read the outbox).
+/// [`ensure_consumer`] for subjects `filter`, created with `ack_wait` (the delivery stage's
+/// consumers read the outbox with [`DELIVERY_ACK_WAIT`]).
 pub async fn ensure_consumer_on(
     stream: &stream::Stream,
     name: &str,
     filter: &str,
+    ack_wait: Duration,
 ) -> anyhow::Result<(consumer::PullConsumer, ConsumerLimits)> {
     let mut consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -118,7 +128,7 @@ pub async fn ensure_consumer_on(
                 durable_name: Some(name.to_owned()),
                 filter_subject: filter.to_owned(),
                 ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
+                ack_wait,
                 max_ack_pending: MAX_ACK_PENDING,
                 // No server-side limit: past it the server would drop a message silently. The
                 // worker dead-letters at MAX_DELIVERIES instead, and if the dead letter
@@ -148,6 +158,44 @@ pub async fn ensure_consumer_on(
         max_deliveries: MAX_DELIVERIES,
     };
     Ok((consumer, limits))
+}
+
+/// Sets consumer `name`'s AckWait to [`ACK_WAIT`] when it is longer, and returns the one it
+/// had. nats-server 2.9 edits AckWait in place: the consumer keeps its position and the
+/// messages it has out.
+pub async fn shorten_ack_wait(stream: &stream::Stream, name: &str) -> anyhow::Result<Option<Duration>> {
+    let config = stream
+        .consumer_info(name)
+        .await
+        .with_context(|| format!("cannot read consumer {name}"))?
+        .config
+        .clone();
+    if config.ack_wait <= ACK_WAIT {
+        return Ok(None);
+    }
+    let before = config.ack_wait;
+    stream
+        .create_consumer(consumer::Config {
+            ack_wait: ACK_WAIT,
+            ..config
+        })
+        .await
+        .with_context(|| format!("cannot change the AckWait of consumer {name}"))?;
+    Ok(Some(before))
+}
+
+/// Warns when consumer `name`'s AckWait is longer than [`ACK_WAIT`]: the worker runs with
+/// it, but a crashed replica's events wait that long for the others.
+pub fn warn_if_slow_to_recover(name: &str, limits: &ConsumerLimits) {
+    if limits.ack_wait > ACK_WAIT {
+        tracing::warn!(
+            consumer = name,
+            ack_wait_seconds = limits.ack_wait.as_secs_f64(),
+            recommended_seconds = ACK_WAIT.as_secs_f64(),
+            "the consumer's AckWait is longer than recommended: events a crashed replica held wait \
+             that long before another gets them; run `notification-worker setup` to shorten it"
+        );
+    }
 }
 
 /// Publishes one event and waits for the stream to store it; returns its stream sequence.

@@ -16,8 +16,8 @@ pub use dead_letter::{
 pub use delivery::Delivery;
 pub use intake::{Intake, MAX_PULL, Taker};
 pub use jetstream::{
-    ConsumerLimits, ConsumerRefused, RECIPIENTS_CONSUMER, RECIPIENTS_STREAM, ensure_consumer,
-    ensure_consumer_on, ensure_recipients_stream, ensure_stream, existing_stream, publish,
-    publish_with_headers,
+    ACK_WAIT, ConsumerLimits, ConsumerRefused, DELIVERY_ACK_WAIT, RECIPIENTS_CONSUMER, RECIPIENTS_STREAM,
+    ensure_consumer, ensure_consumer_on, ensure_recipients_stream, ensure_stream, existing_stream, publish,
+    publish_with_headers, shorten_ack_wait, warn_if_slow_to_recover,
 };
 pub use source::Source;
