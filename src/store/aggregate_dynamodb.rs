@@ -16,7 +16,7 @@
 //!   that finished before it, so the count is exact whatever the interleaving.
 
 use super::aggregates::{Recount, next_version, report_join, report_leave};
-use super::dynamodb::{DynamoDbStore, EXPIRES_AT, is_condition_failure, key, number, stored_version};
+use super::dynamodb::{DynamoDbStore, EXPIRES_AT, held, is_condition_failure, key, number, stored_version};
 use super::{Ended, ErrorKind, Report, StoreError};
 use crate::domain::{
     Actor, Counted, FeedItem, Group, Id, Join, JoinPlan, LeavePlan, Member, Tally, Timestamp, Version,
@@ -62,7 +62,7 @@ impl DynamoDbStore {
             let generation = match plan {
                 JoinPlan::Superseded => return Ok(report_join(Recount::Superseded, version)),
                 JoinPlan::Repeat { generation } => {
-                    let old = member.as_ref().map(|member| member.version);
+                    let old = member.as_ref().map_or(Version::LEGACY, |member| member.version);
                     if !self.raise_member(group, &join.actor.id, old, version).await? {
                         continue;
                     }
@@ -194,11 +194,7 @@ impl DynamoDbStore {
             .expression_attribute_values(":v", number(version))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(self.failed("PutItem", &error)),
-        }
+        held(self, "PutItem", put)
     }
 
     /// A newer like of an actor already in: its version rises, nothing else changes.
@@ -206,20 +202,23 @@ impl DynamoDbStore {
         &self,
         group: &Group,
         actor: &Id,
-        old: Option<Version>,
+        old: Version,
         version: Version,
     ) -> Result<bool, StoreError> {
-        let Some(old) = old else { return Ok(false) };
-        self.update_member(
-            group,
-            actor,
-            "SET #v = :v",
-            "#v = :old AND present = :t",
-            old,
-            version,
-            None,
-        )
-        .await
+        let raised = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&members_partition(group), actor.as_str())))
+            .update_expression("SET #v = :v")
+            .condition_expression("#v = :old AND present = :t")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":old", number(old))
+            .expression_attribute_values(":v", number(version))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        held(self, "UpdateItem", raised)
     }
 
     /// The actor out, keeping the generation it was in (a redelivered unlike recounts it).
@@ -239,11 +238,7 @@ impl DynamoDbStore {
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .send()
             .await;
-        match update {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(self.failed("UpdateItem", &error)),
-        }
+        held(self, "UpdateItem", update)
     }
 
     /// Moves a like that met a read aggregate to the generation after it.
@@ -255,52 +250,21 @@ impl DynamoDbStore {
         from: u64,
         to: u64,
     ) -> Result<bool, StoreError> {
-        self.update_member(
-            group,
-            actor,
-            "SET generation = :to",
-            "#v = :old AND present = :t AND generation = :from",
-            version,
-            version,
-            Some((from, to)),
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn update_member(
-        &self,
-        group: &Group,
-        actor: &Id,
-        update: &str,
-        condition: &str,
-        old: Version,
-        version: Version,
-        generations: Option<(u64, u64)>,
-    ) -> Result<bool, StoreError> {
-        let mut request = self
+        let moved = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&members_partition(group), actor.as_str())))
-            .update_expression(update)
-            .condition_expression(condition)
+            .update_expression("SET generation = :to")
+            .condition_expression("#v = :v AND present = :t AND generation = :from")
             .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":old", number(old))
-            .expression_attribute_values(":t", AttributeValue::Bool(true));
-        if update.contains(":v") {
-            request = request.expression_attribute_values(":v", number(version));
-        }
-        if let Some((from, to)) = generations {
-            request = request
-                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
-                .expression_attribute_values(":to", AttributeValue::N(to.to_string()));
-        }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(self.failed("UpdateItem", &error)),
-        }
+            .expression_attribute_values(":v", number(version))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .send()
+            .await;
+        held(self, "UpdateItem", moved)
     }
 
     /// The generation a like joins: the current one, or the next once the current
@@ -333,11 +297,10 @@ impl DynamoDbStore {
                     .expression_attribute_values(":current", AttributeValue::N(current.to_string())),
                 None => advance.condition_expression("attribute_not_exists(generation)"),
             };
-            match advance.send().await {
-                Ok(_) => return Ok(current + 1),
-                Err(error) if is_condition_failure(&error) => continue, // another replica advanced it
-                Err(error) => return Err(self.failed("UpdateItem", &error)),
+            if held(self, "UpdateItem", advance.send().await)? {
+                return Ok(current + 1);
             }
+            // Another replica advanced it: read again.
         }
         Err(busy(group))
     }
@@ -475,19 +438,16 @@ impl DynamoDbStore {
                     .expression_attribute_values(":f", AttributeValue::Bool(false))
                     .send()
                     .await;
-                match deleted {
-                    Ok(_) => {
-                        return Ok(Recount::Removed {
-                            ended: Ended {
-                                id: existing.item.id.clone(),
-                                created: existing.created,
-                            },
-                            item: existing.item,
-                        });
-                    }
-                    Err(error) if is_condition_failure(&error) => continue,
-                    Err(error) => return Err(self.failed("DeleteItem", &error)),
+                if held(self, "DeleteItem", deleted)? {
+                    return Ok(Recount::Removed {
+                        ended: Ended {
+                            id: existing.item.id.clone(),
+                            created: existing.created,
+                        },
+                        item: existing.item,
+                    });
                 }
+                continue;
             };
             let named = tally.named();
             let actor = &latest.actor;
@@ -532,17 +492,13 @@ impl DynamoDbStore {
                         .condition_expression("attribute_not_exists(id)")
                         .send()
                         .await;
-                    match put {
-                        Ok(_) => {
-                            return Ok(Recount::Shown {
-                                item,
-                                version,
-                                created: version,
-                                started_at: Some(started_at),
-                            });
-                        }
-                        Err(error) if is_condition_failure(&error) => continue,
-                        Err(error) => return Err(self.failed("PutItem", &error)),
+                    if held(self, "PutItem", put)? {
+                        return Ok(Recount::Shown {
+                            item,
+                            version,
+                            created: version,
+                            started_at: Some(started_at),
+                        });
                     }
                 }
                 Some(existing)

@@ -461,11 +461,7 @@ impl DynamoDbStore {
                     .set_expression_attribute_values(Some(values))
             }
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(self.failed("PutItem", &error)),
-        }
+        held(self, "PutItem", put.send().await)
     }
 
     /// A create newer than everything the live notification has seen: remember it, so a
@@ -492,11 +488,7 @@ impl DynamoDbStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match raised {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(self.failed("UpdateItem", &error)),
-        }
+        held(self, "UpdateItem", raised)
     }
 
     /// The live notification's versions, read strongly consistent (the default read may
@@ -632,6 +624,23 @@ fn life_condition(life: Life) -> (String, HashMap<String, String>, HashMap<Strin
         }
     }
     (condition, names, values)
+}
+
+/// Whether a conditional write held: `false` when its condition failed (the protocols then
+/// read again and decide), a [`StoreError`] for any other failure.
+pub(super) fn held<O, E>(
+    store: &DynamoDbStore,
+    operation: &str,
+    result: Result<O, SdkError<E, HttpResponse>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if is_condition_failure(&error) => Ok(false),
+        Err(error) => Err(store.failed(operation, &error)),
+    }
 }
 
 pub(super) fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
