@@ -80,7 +80,7 @@ mod tests {
     fn a_list_of_creating_event_types() {
         let on = parse_value("post.like, user.follow").unwrap();
         assert_eq!(on.actions().map(Action::code).collect::<Vec<_>>(), [1, 6]);
-        assert!(parse_value("off").unwrap().is_off());
+        assert_eq!(parse_value("off").unwrap(), Aggregation::OFF);
     }
 
     #[test]

@@ -42,10 +42,6 @@ impl Aggregation {
         self.actions & (1 << action.code()) != 0
     }
 
-    pub fn is_off(self) -> bool {
-        self.actions == 0
-    }
-
     /// The aggregated actions, by code.
     pub fn actions(self) -> impl Iterator<Item = Action> {
         super::ACTIONS
@@ -73,11 +69,6 @@ impl Group {
     /// four `#`-separated parts of the first version's keys.
     pub fn key(&self, generation: u64) -> ActionKey {
         ActionKey::aggregate(&self.resource_id, self.action, generation)
-    }
-
-    /// This group's key in the order of events (the lanes of one process).
-    pub fn name(&self) -> String {
-        format!("{}#{}#{}", self.owner, self.action.code(), self.resource_id)
     }
 }
 
@@ -267,9 +258,10 @@ pub fn actors_json(actors: &[NamedActor]) -> String {
     serde_json::to_string(actors).expect("plain strings serialize")
 }
 
+/// `{owner}#{action}#{resource_id}`, for logs and errors.
 impl fmt::Display for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
+        write!(f, "{}#{}#{}", self.owner, self.action.code(), self.resource_id)
     }
 }
 
@@ -368,6 +360,6 @@ mod tests {
         assert!(on.folds(like) && on.folds(follow));
         assert!(!on.folds(Action::from_code(3).unwrap()));
         assert_eq!(on.actions().map(Action::code).collect::<Vec<_>>(), [1, 6]);
-        assert!(Aggregation::OFF.is_off());
+        assert_eq!(Aggregation::default(), Aggregation::OFF);
     }
 }
