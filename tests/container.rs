@@ -138,5 +138,9 @@ async fn the_image_environment_becomes_ready_and_stores_events_on_a_fresh_path()
     wait_until("the event stored in the image's database", WITHIN, || {
         count_rows(folder) == 1
     });
-    assert_eq!(worker.count("created"), 1);
+    // The outcome is logged just after the commit: wait for the line, never race it.
+    wait_until("the event logged as created", WITHIN, || {
+        worker.count("created") == 1
+    });
+    assert_eq!(count_rows(folder), 1, "stored once");
 }
