@@ -399,10 +399,12 @@ enum Attempt {
     Interrupted,
 }
 
+/// The longest pause between two tries of one held event. Keep-alives come from the registry
+/// whatever the pause (so it need not follow the AckWait); a held event still notices a
+/// recovered store within it, and a long outage logs one retry line per event this often.
+const LONGEST_PAUSE: Duration = Duration::from_secs(10);
+
 async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -> Attempt {
-    // Keep-alives come from the registry whatever the pause; short pauses also let a held
-    // event notice a recovered store soon.
-    let longest_pause = shared.settings.ack_wait / 3;
     let mut attempt = 0u32;
     let mut admitted = false;
     let operation = match job.change {
@@ -472,7 +474,7 @@ async fn apply_with_retry<S: NotificationStore>(shared: &Shared<S>, job: &Job) -
         tokio::select! {
             biased;
             () = shared.shutdown.cancelled() => return Attempt::Interrupted,
-            () = tokio::time::sleep(pause.min(longest_pause)) => {}
+            () = tokio::time::sleep(pause.min(LONGEST_PAUSE)) => {}
         }
     }
 }
