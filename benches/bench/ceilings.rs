@@ -20,11 +20,21 @@ impl Rate {
 
 /// A JetStream pull consumer that only acknowledges, on a pre-published backlog.
 pub async fn jetstream(events: usize) -> Rate {
+    jetstream_of(events, false).await
+}
+
+/// [`jetstream`] on the narrow backlog, or on `realistic` traffic (several subjects, bodies
+/// of several sizes).
+pub async fn jetstream_of(events: usize, realistic: bool) -> Rate {
     use async_nats::jetstream::consumer;
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
     let stream = create_stream(&js).await;
-    publish_backlog(&js, events).await;
+    if realistic {
+        super::support::traffic::publish(&js, &super::support::traffic::realistic(events)).await;
+    } else {
+        publish_backlog(&js, events).await;
+    }
     let consumer: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some("ceiling".into()),

@@ -11,6 +11,7 @@ mod ceilings;
 mod chart;
 mod personal;
 mod process;
+mod realistic;
 mod recovery;
 mod report;
 mod requests;
@@ -31,6 +32,8 @@ pub struct Sizes {
     pub websocket_owners: usize,
     /// Owners (one message each) of the personal channels' throughput runs.
     pub personal_owners: usize,
+    /// Events of each run through the delaying proxy (realistic traffic, DynamoDB).
+    pub delayed: usize,
 }
 
 impl Sizes {
@@ -50,6 +53,7 @@ impl Sizes {
             websocket_seconds: ((10.0 * scale) as u64).max(3),
             websocket_owners: 20,
             personal_owners: scaled(2_000.0),
+            delayed: scaled(10_000.0),
         }
     }
 }
@@ -101,10 +105,15 @@ fn main() {
     eprintln!("wrote target/bench/results.md and benchmarks-concurrency.svg");
 }
 
-/// A drain of `likes` without delivery, limits or aggregation, then with each of `ons`, three
+/// A drain of `backlog` without delivery, limits or aggregation, then with each of `ons`, three
 /// rounds alternately: each round's figures, then the medians (worker and nats-server CPU
 /// per 100k events), each against the drain without.
-async fn off_and_on(store: runs::Store, events: usize, likes: runs::Likes, ons: &[(runs::Delivery, &str)]) {
+async fn off_and_on(
+    store: runs::Store,
+    events: usize,
+    backlog: runs::Backlog,
+    ons: &[(runs::Delivery, &str)],
+) {
     let figures = |drain: &runs::Drain| {
         format!(
             "{:.0} events/s ({:.2} CPU s/100k, nats-server {:.2})",
@@ -116,9 +125,9 @@ async fn off_and_on(store: runs::Store, events: usize, likes: runs::Likes, ons: 
     // Per round: the drain without, then one per `ons`.
     let mut rounds: Vec<Vec<runs::Drain>> = Vec::new();
     for round in 0..3 {
-        let mut drains = vec![runs::drain_of(store, events, likes, 64, runs::Delivery::Off).await];
+        let mut drains = vec![runs::drain_of(store, events, backlog, 64, runs::Delivery::Off).await];
         for (on, _) in ons {
-            drains.push(runs::drain_of(store, events, likes, 64, *on).await);
+            drains.push(runs::drain_of(store, events, backlog, 64, *on).await);
         }
         let mut line = format!("round {round}: off {}", figures(&drains[0]));
         for ((_, what), with) in ons.iter().zip(&drains[1..]) {
@@ -161,12 +170,28 @@ async fn run_all(sizes: Sizes) -> Report {
         // Profile one SQLite drain under perf and stop: see BENCHMARKS.md, "Profiling".
         // With BENCH_ONLY=delivery, the drain with channel pusher on, until every job is sent;
         // with BENCH_ONLY=announce, the store stage alone announcing to the outbox.
-        let delivery = match std::env::var("BENCH_ONLY").as_deref() {
+        // With BENCH_ONLY=realistic: the SQLite drain of realistic traffic; with
+        // BENCH_ONLY=dynamodb: the DynamoDB drain of realistic traffic.
+        let only = std::env::var("BENCH_ONLY");
+        let delivery = match only.as_deref() {
             Ok("delivery") => runs::Delivery::Pusher,
             Ok("announce") => runs::Delivery::Announce,
             _ => runs::Delivery::Off,
         };
-        let drain = runs::drain_with(runs::Store::Sqlite, sizes.sqlite_drain, 64, delivery).await;
+        let (store, events, backlog) = match only.as_deref() {
+            Ok("realistic") => (runs::Store::Sqlite, sizes.sqlite_drain, runs::Backlog::Realistic),
+            Ok("dynamodb") => (
+                runs::Store::DynamoDb,
+                sizes.dynamodb_drain,
+                runs::Backlog::Realistic,
+            ),
+            _ => (
+                runs::Store::Sqlite,
+                sizes.sqlite_drain,
+                runs::Backlog::OnePostPerOwner,
+            ),
+        };
+        let drain = runs::drain_of(store, events, backlog, 64, delivery).await;
         eprintln!(
             "{:.0} events/s; profile in {} (perf report -i ...)",
             drain.events_per_second(),
@@ -182,7 +207,7 @@ async fn run_all(sizes: Sizes) -> Report {
             off_and_on(
                 runs::Store::Sqlite,
                 sizes.sqlite_drain,
-                runs::Likes::OnePostPerOwner,
+                runs::Backlog::OnePostPerOwner,
                 &[(runs::Delivery::Announce, "store stage announcing")],
             )
             .await;
@@ -193,7 +218,7 @@ async fn run_all(sizes: Sizes) -> Report {
             off_and_on(
                 runs::Store::Sqlite,
                 sizes.sqlite_drain,
-                runs::Likes::OnePostPerOwner,
+                runs::Backlog::OnePostPerOwner,
                 &[(runs::Delivery::Limited, "trigger-user limit on")],
             )
             .await;
@@ -213,7 +238,7 @@ async fn run_all(sizes: Sizes) -> Report {
                 (runs::Store::Sqlite, sizes.sqlite_drain, &ons[..]),
                 (runs::Store::DynamoDb, sizes.dynamodb_drain, &ons[..1]),
             ] {
-                for likes in [runs::Likes::OnePostPerOwner, runs::Likes::TenPerPost] {
+                for likes in [runs::Backlog::OnePostPerOwner, runs::Backlog::TenPerPost] {
                     eprintln!("{store:?}, {events} likes, {likes:?}:");
                     off_and_on(store, events, likes, ons).await;
                 }
@@ -224,9 +249,9 @@ async fn run_all(sizes: Sizes) -> Report {
             // The DynamoDB requests per like, by operation, counted on their way to dynalite:
             // individual creates, then aggregated on each backlog.
             for (delivery, likes) in [
-                (runs::Delivery::Off, runs::Likes::OnePostPerOwner),
-                (runs::Delivery::Aggregated, runs::Likes::OnePostPerOwner),
-                (runs::Delivery::Aggregated, runs::Likes::TenPerPost),
+                (runs::Delivery::Off, runs::Backlog::OnePostPerOwner),
+                (runs::Delivery::Aggregated, runs::Backlog::OnePostPerOwner),
+                (runs::Delivery::Aggregated, runs::Backlog::TenPerPost),
             ] {
                 let events = sizes.dynamodb_drain;
                 let drain = runs::drain_of(runs::Store::DynamoDbCounted, events, likes, 64, delivery).await;
@@ -271,6 +296,20 @@ async fn run_all(sizes: Sizes) -> Report {
                     rate.events
                 );
             }
+            std::process::exit(0);
+        }
+        Ok("realistic") => {
+            // The main rows alone: realistic traffic's ceilings and drains, 3 rounds.
+            let started = std::time::Instant::now();
+            let step = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+            let figures = realistic::measure(&sizes, &step).await;
+            let shape = support::traffic::shape(&support::traffic::realistic(sizes.sqlite_drain));
+            eprintln!("\n{}", figures.markdown(&shape));
+            std::process::exit(0);
+        }
+        Ok("sqlite-settings") => {
+            // The SQLite ceiling of realistic traffic under other settings, 3 rounds.
+            realistic::try_settings(&sizes).await;
             std::process::exit(0);
         }
         Ok("recovery") => {
@@ -387,6 +426,11 @@ async fn run_all(sizes: Sizes) -> Report {
         )
     });
     report.sqlite_drain_delivery = Some(median_drain(delivery_drains));
+    step("realistic traffic: ceilings and drains");
+    report.realistic = Some(realistic::measure(&sizes, &step).await);
+    report.realistic_shape = Some(support::traffic::shape(&support::traffic::realistic(
+        sizes.sqlite_drain,
+    )));
     step("worker: start to ready");
     report.start_to_ready = runs::start_to_ready().await;
     step("worker: recovery after a SIGKILL (SQLite)");

@@ -30,6 +30,9 @@ pub struct Report {
     pub web_pushes: Option<Rate>,
     pub sweep: Vec<(usize, f64)>,
     pub rss_large: Option<Drain>,
+    /// The main rows: realistic traffic, and how it is made up.
+    pub realistic: Option<super::realistic::Figures>,
+    pub realistic_shape: Option<super::support::traffic::Shape>,
     pub total: Duration,
 }
 
@@ -62,6 +65,8 @@ impl Report {
             web_pushes: None,
             sweep: Vec::new(),
             rss_large: None,
+            realistic: None,
+            realistic_shape: None,
             total: Duration::ZERO,
         }
     }
@@ -73,6 +78,22 @@ impl Report {
         let sq = self.sqlite_ceiling.per_second();
         let dy = self.dynamodb_ceiling.per_second();
         let sqlite_ceiling = js.min(sq);
+        if let (Some(figures), Some(shape)) = (&self.realistic, &self.realistic_shape) {
+            let _ = writeln!(out, "### Main rows: realistic traffic\n");
+            let _ = writeln!(out, "{}", figures.markdown(shape));
+            if let Some(recovery) = self.recovery {
+                let _ = writeln!(
+                    out,
+                    "Recovery after a crash: {:.2} s from SIGKILL of a replica holding {} events to all of them stored by another (median of 3).\n",
+                    recovery.as_secs_f64(),
+                    super::recovery::HELD
+                );
+            }
+            let _ = writeln!(
+                out,
+                "### Narrow workload (97 owners, one post; kind to the B-tree)\n"
+            );
+        }
         let _ = writeln!(
             out,
             "Ceilings and drains: median of {} runs each.\n",

@@ -4,7 +4,9 @@
 use super::ceilings::Rate;
 use super::process::{self, Cost};
 use super::requests::RequestCounter;
+use super::support::delay_proxy::DelayProxy;
 use super::support::sockudo::Sockudo;
+use super::support::traffic;
 use super::support::{
     Dynalite, NatsServer, base_env, command, command_for, free_port, like, publish_backlog_of,
     worker_consumer,
@@ -22,7 +24,13 @@ pub enum Store {
     /// DynamoDB behind a proxy that counts the worker's requests by operation: for counting,
     /// not for timing.
     DynamoDbCounted,
+    /// DynamoDB behind a proxy that delays every byte [`NETWORK_DELAY`] each way: a network
+    /// between the worker and its table.
+    DynamoDbDelayed,
 }
+
+/// The one-way delay of [`Store::DynamoDbDelayed`].
+pub const NETWORK_DELAY: Duration = Duration::from_millis(2);
 
 pub struct Drain {
     pub rate: Rate,
@@ -75,22 +83,36 @@ impl Delivery {
     }
 }
 
-/// Which posts the backlog's likes are of (each like from a trigger user of its own, to 97
-/// owners). Only aggregation tells them apart: without it every like is a notification.
+/// What a drain's backlog holds. The narrow backlogs are likes, each from a trigger user of
+/// its own, to 97 owners; only aggregation tells them apart (without it every like is a
+/// notification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Likes {
-    /// All of each owner's `post-1`: aggregated, 97 aggregates of about events / 97 actors.
+pub enum Backlog {
+    /// Narrow: all of each owner's `post-1`; aggregated, 97 aggregates of about events / 97
+    /// actors.
     OnePostPerOwner,
-    /// Ten likes per post: aggregated, a first like then nine that join, on small aggregates.
+    /// Narrow: ten likes per post; aggregated, a first like then nine that join, on small
+    /// aggregates.
     TenPerPost,
+    /// Realistic traffic: Zipf owners over 100,000 users, mixed types, unlikes and repeats
+    /// (`tests/support/traffic.rs`).
+    Realistic,
 }
 
-impl Likes {
+impl Backlog {
+    /// The post of the narrow backlogs' like `i`.
     fn post(self, i: usize) -> String {
         match self {
-            Likes::OnePostPerOwner => "post-1".to_owned(),
+            Backlog::OnePostPerOwner | Backlog::Realistic => "post-1".to_owned(),
             // Like `i` is owner `i % 97`'s: each run of 970 likes gives every owner ten.
-            Likes::TenPerPost => format!("post-{}", i / 970),
+            Backlog::TenPerPost => format!("post-{}", i / 970),
+        }
+    }
+
+    async fn publish(self, js: &async_nats::jetstream::Context, events: usize) {
+        match self {
+            Backlog::Realistic => traffic::publish(js, &traffic::realistic(events)).await,
+            narrow => publish_backlog_of(js, events, |i| narrow.post(i)).await,
         }
     }
 }
@@ -115,6 +137,17 @@ impl Drain {
         self.cost.cpu_seconds * 100_000.0 / self.rate.events as f64
     }
 
+    /// One line for the bench's progress log.
+    pub fn figures(&self) -> String {
+        format!(
+            "{:.0} events/s, {:.2} CPU s/100k (nats-server {:.2}), peak RSS {:.1} MiB",
+            self.events_per_second(),
+            self.cpu_seconds_per_100k(),
+            self.server_cpu_seconds_per_100k(),
+            self.cost.peak_rss_mib
+        )
+    }
+
     pub fn server_cpu_seconds_per_100k(&self) -> f64 {
         self.server_cpu_seconds * 100_000.0 / self.rate.events as f64
     }
@@ -132,6 +165,7 @@ struct Setup {
     _dynamo: Option<Dynalite>,
     sockudo: Option<Sockudo>,
     requests: Option<RequestCounter>,
+    _delay: Option<DelayProxy>,
     dir: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
 }
@@ -160,6 +194,17 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
             format!("http://127.0.0.1:{}", requests.port),
         ));
     }
+    let delay = dynamo
+        .as_ref()
+        .filter(|_| store == Store::DynamoDbDelayed)
+        .map(|dynamo| DelayProxy::start(dynamo.port, NETWORK_DELAY));
+    if let Some(delay) = &delay {
+        env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL_DYNAMODB");
+        env.push((
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            format!("http://127.0.0.1:{}", delay.port),
+        ));
+    }
     let sockudo = (delivery == Delivery::Pusher).then(Sockudo::start);
     if let Some(sockudo) = &sockudo {
         env.extend(sockudo.worker_env(PUSHER_CHANNEL));
@@ -186,6 +231,7 @@ fn prepare_with(store: Store, concurrency: usize, delivery: Delivery) -> Setup {
         _dynamo: dynamo,
         sockudo,
         requests,
+        _delay: delay,
         dir,
         env,
     }
@@ -216,20 +262,20 @@ pub async fn drain(store: Store, events: usize, concurrency: usize) -> Drain {
 /// drain's clock stops as without it (the events consumer is done); with channel `pusher`,
 /// a second clock runs on until the channel's consumer has acknowledged every job.
 pub async fn drain_with(store: Store, events: usize, concurrency: usize, delivery: Delivery) -> Drain {
-    drain_of(store, events, Likes::OnePostPerOwner, concurrency, delivery).await
+    drain_of(store, events, Backlog::OnePostPerOwner, concurrency, delivery).await
 }
 
-/// [`drain_with`], of `likes`.
+/// [`drain_with`], of `backlog`.
 pub async fn drain_of(
     store: Store,
     events: usize,
-    likes: Likes,
+    backlog: Backlog,
     concurrency: usize,
     delivery: Delivery,
 ) -> Drain {
     let setup = prepare_with(store, concurrency, delivery);
     let js = setup.nats.jetstream().await;
-    publish_backlog_of(&js, events, |i| likes.post(i)).await;
+    backlog.publish(&js, events).await;
     let mut consumer = worker_consumer(&js).await;
     let server_cpu = || setup.nats.pid().map_or(0.0, |pid| process::cost(pid).cpu_seconds);
     // The backlog's publishing is not the drain's: count the server's CPU from here.
@@ -239,10 +285,22 @@ pub async fn drain_of(
         requests.take();
     }
 
+    let metrics_port = free_port();
+    let mut env = setup.env.clone();
+    env.retain(|(name, _)| *name != "HTTP_ADDR");
+    env.push(("HTTP_ADDR", format!("127.0.0.1:{metrics_port}")));
+
     let started = Instant::now();
     // Info logs are written as in production (one line per event), to /dev/null.
-    let mut worker = drained_worker(setup.dir.path(), &setup.env);
+    let mut worker = drained_worker(setup.dir.path(), &env);
     worker.arg("run").stdout(Stdio::null()).stderr(Stdio::null());
+    // For looking into a drain: BENCH_WORKER_LOG=file keeps the worker's log lines in
+    // file.Sqlite, file.DynamoDb, ... (the last drain of each store).
+    if let Some(path) = std::env::var_os("BENCH_WORKER_LOG") {
+        let mut path = path;
+        path.push(format!(".{store:?}"));
+        worker.stdout(std::fs::File::create(path).unwrap());
+    }
     if delivery == Delivery::Announce {
         worker.args(["--stage", "store"]);
     }
@@ -263,13 +321,20 @@ pub async fn drain_of(
         }
         None => worker.spawn().unwrap(),
     };
+    // Done when the worker has settled every event (its own count, from its metrics: cheap)
+    // and the consumer confirms it (nothing pending, nothing waiting for an ack). The
+    // consumer's info is asked only once the count is there: nats-server 2.9 computes its
+    // pending count by walking the current block's messages when the stream holds several
+    // subjects, and asked every 5 ms that walk starved the deliveries of realistic traffic.
     loop {
-        let info = consumer.info().await.unwrap();
-        if info.num_pending == 0
-            && info.num_ack_pending == 0
-            && info.delivered.stream_sequence as usize >= events
-        {
-            break;
+        if settled(metrics_port) >= events as u64 {
+            let info = consumer.info().await.unwrap();
+            if info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.delivered.stream_sequence as usize >= events
+            {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -483,6 +548,27 @@ pub async fn start_to_ready() -> Duration {
     }
     runs.sort();
     runs[runs.len() / 2]
+}
+
+/// Events the worker on `port` has settled (acknowledged, whatever the outcome), from its
+/// `notification_worker_events_total`; 0 while it is not answering yet.
+fn settled(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_err() {
+        return 0;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .lines()
+        .filter(|line| line.starts_with("notification_worker_events_total{"))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 fn ready(port: u16) -> bool {

@@ -5,11 +5,13 @@
 pub mod aiosmtpd;
 pub mod apns_server;
 pub mod channel;
+pub mod delay_proxy;
 pub mod fcm_server;
 pub mod mobile;
 pub mod raw;
 pub mod realtime;
 pub mod sockudo;
+pub mod traffic;
 pub mod web_push_testing;
 pub mod webhook;
 
