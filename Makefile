@@ -29,7 +29,7 @@ deps: ## Install what the tests start: nats-server, prometheus (and promtool), t
 test: deps ## Run the whole test suite (starts its own nats-server and dynalite)
 	$(CARGO) test
 
-bench: deps ## Measure speed and cost against this machine's ceilings (about 5 minutes; BENCH_SCALE=0.1 for a quick look)
+bench: deps ## Measure speed and cost against this machine's ceilings (about 10 minutes; BENCH_SCALE=0.1 for a quick look)
 	$(CARGO) bench --bench bench
 
 fuzz: ## Fuzz the event parser for 10 minutes (needs: cargo install cargo-fuzz)
