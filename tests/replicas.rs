@@ -63,10 +63,14 @@ async fn publish_races(js: &async_nats::jetstream::Context) -> usize {
 type Stored = HashMap<(String, String), String>;
 
 async fn stored_dynamodb(dynamo: &Dynalite, table: &str) -> Stored {
+    stored_dynamodb_of(dynamo, table, (0..101).map(|owner| format!("owner-{owner}"))).await
+}
+
+/// [`stored_dynamodb`], of `owners`.
+async fn stored_dynamodb_of(dynamo: &Dynalite, table: &str, owners: impl Iterator<Item = String>) -> Stored {
     let store = dynamo.store(table).await;
     let mut stored = HashMap::new();
-    for owner in 0..101 {
-        let owner = format!("owner-{owner}");
+    for owner in owners {
         let feed = notification_worker::store::NotificationStore::feed(
             &store,
             &notification_worker::domain::Id::parse("owner", &owner).unwrap(),
@@ -191,6 +195,73 @@ async fn three_replicas_on_dynamodb_end_every_key_in_stream_order() {
         "all replicas took part"
     );
     assert_every_key_right(&stored_dynamodb(&dynamo, "replica-notifications").await, &workers);
+}
+
+/// Realistic traffic (popular owners, likes, replies, follows, unlikes and repeats of the same
+/// keys, `tests/support/traffic.rs`): the live notifications are exactly the keys whose last
+/// event, in stream order, creates.
+fn expected_live(events: &[traffic::Event]) -> HashSet<(String, String)> {
+    let mut live = HashSet::new();
+    for event in events.iter().filter(|event| !event.is_own()) {
+        let key = (event.owner.clone(), event.action_key());
+        if event.removes {
+            live.remove(&key);
+        } else {
+            live.insert(key);
+        }
+    }
+    live
+}
+
+fn assert_live_as_in_order(stored: &Stored, events: &[traffic::Event]) {
+    let expected = expected_live(events);
+    let stored: HashSet<(String, String)> = stored.keys().cloned().collect();
+    let missing: Vec<_> = expected.difference(&stored).take(5).collect();
+    let extra: Vec<_> = stored.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} expected live, {} stored; missing e.g. {missing:?}; live but taken back e.g. {extra:?}",
+        expected.len(),
+        stored.len()
+    );
+}
+
+const REALISTIC_EVENTS: usize = 6_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_sqlite_store_realistic_traffic_as_in_stream_order() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&nats, dir.path());
+    let workers = start_replicas(2, dir.path(), &env);
+    let events = traffic::realistic(REALISTIC_EVENTS);
+    traffic::publish(&nats.jetstream().await, &events).await;
+    wait_for_drain(&nats).await;
+    assert!(
+        workers.iter().all(|worker| worker.count("created") > 0),
+        "both replicas took part"
+    );
+    assert_live_as_in_order(&stored_ids(dir.path()), &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_dynamodb_store_realistic_traffic_as_in_stream_order() {
+    let nats = NatsServer::start();
+    let dynamo = Dynalite::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&nats, dir.path());
+    env.extend(dynamo.worker_env("realistic-notifications"));
+    let workers = start_replicas(3, dir.path(), &env);
+    let events = traffic::realistic(REALISTIC_EVENTS);
+    traffic::publish(&nats.jetstream().await, &events).await;
+    wait_for_drain(&nats).await;
+    assert!(
+        workers.iter().all(|worker| worker.count("created") > 0),
+        "all replicas took part"
+    );
+    let owners: HashSet<String> = events.iter().map(|event| event.owner.clone()).collect();
+    let stored = stored_dynamodb_of(&dynamo, "realistic-notifications", owners.into_iter()).await;
+    assert_live_as_in_order(&stored, &events);
 }
 
 /// Redeliveries: a replica is killed holding events it pulled (its store blocked by an

@@ -736,10 +736,21 @@ pub async fn publish_backlog_of(
     count: usize,
     post: impl Fn(usize) -> String,
 ) {
-    let mut pending = Vec::with_capacity(1000);
-    for i in 0..count {
+    let likes = (0..count).map(|i| {
         let body = like(&format!("owner-{}", i % 97), &format!("fan-{i}"), &post(i));
-        pending.push(js.publish("notifications.post.like", body.into()).await.unwrap());
+        ("notifications.post.like", body)
+    });
+    publish_all(js, likes).await;
+}
+
+/// Publishes each (subject, body) in order, up to 1,000 acknowledgements outstanding.
+pub async fn publish_all(
+    js: &async_nats::jetstream::Context,
+    events: impl IntoIterator<Item = (&'static str, String)>,
+) {
+    let mut pending = Vec::with_capacity(1000);
+    for (subject, body) in events {
+        pending.push(js.publish(subject, body.into()).await.unwrap());
         if pending.len() == 1000 {
             for ack in pending.drain(..) {
                 ack.await.unwrap();

@@ -219,20 +219,9 @@ pub fn shape(events: &[Event]) -> Shape {
     shape
 }
 
-/// Publishes `events` in order, up to 1,000 acknowledgements outstanding.
+/// Publishes `events` in order (see [`super::publish_all`]).
 pub async fn publish(js: &async_nats::jetstream::Context, events: &[Event]) {
-    let mut pending = Vec::with_capacity(1000);
-    for event in events {
-        pending.push(js.publish(event.subject, event.body().into()).await.unwrap());
-        if pending.len() == 1000 {
-            for ack in pending.drain(..) {
-                ack.await.unwrap();
-            }
-        }
-    }
-    for ack in pending {
-        ack.await.unwrap();
-    }
+    super::publish_all(js, events.iter().map(|event| (event.subject, event.body()))).await;
 }
 
 /// Zipf ranks 0..n (rank 0 the most popular) by inverting the cumulative distribution.
