@@ -172,7 +172,8 @@ impl Limits {
     ) -> Result<Admission, StoreError> {
         match (&self.trigger_user, change.trigger_user()) {
             (Some(limit), Some(trigger_user)) if change.creates() => {
-                limit.admit(trigger_user, delivery, metrics).await
+                // Boxed: only events under a limit carry the key-value requests' futures.
+                Box::pin(limit.admit(trigger_user, delivery, metrics)).await
             }
             _ => Ok(Admission::Admitted),
         }

@@ -253,7 +253,9 @@ impl NotificationStore for AnyStore {
     async fn apply_reported(&self, change: &Change, version: Version) -> Result<Report, StoreError> {
         match self {
             AnyStore::Sqlite(store) => store.apply_reported(change, version).await,
-            AnyStore::DynamoDb(store) => store.apply_reported(change, version).await,
+            // Boxed: the SDK's request futures are large, and unboxed they would make every
+            // event's lane task as large, SQLite's included (copied at spawn and at its end).
+            AnyStore::DynamoDb(store) => Box::pin(store.apply_reported(change, version)).await,
         }
     }
 
