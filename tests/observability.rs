@@ -106,6 +106,43 @@ async fn consumer_pending_shows_the_backlog() {
     });
 }
 
+/// During a drain the gauge follows each delivery (the server counts the backlog into every
+/// message's metadata), not the consumer's info every 5 s: that read walks the stream on
+/// nats-server 2.9 and stalled realistic drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_pending_follows_the_drain_between_two_reads_of_the_consumer() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = with_http(base_env(&nats, dir.path()));
+    // One at a time: a drain of seconds.
+    env.push(("WORKER_CONCURRENCY", "1".into()));
+    create_consumer_with_ack_wait(&nats, Duration::from_secs(30)).await;
+    let js = nats.jetstream().await;
+    let events = traffic::realistic(40_000);
+    traffic::publish(&js, &events).await;
+    let worker = Worker::start(dir.path(), &env);
+    let addr = worker.http_addr();
+    // Within the first 4 s (the consumer's info is read at start and then every 5 s), the
+    // gauge must already have moved several times.
+    let started = std::time::Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    while started.elapsed() < Duration::from_secs(4) {
+        if let Some(pending) = metric(
+            &http_get(&addr, "/metrics").1,
+            "notification_worker_consumer_pending",
+        ) {
+            seen.insert(pending as u64);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let moving: Vec<_> = seen.iter().filter(|&&n| n > 0 && n < 40_000).collect();
+    assert!(moving.len() >= 3, "the backlog as the drain went: {seen:?}");
+    assert!(
+        count_rows(dir.path()) < 40_000,
+        "still draining: the test saw the drain, not its end"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_a_nats_outage_and_its_recovery() {
     let mut nats = NatsServer::start();

@@ -199,7 +199,8 @@ async fn run_all(sizes: Sizes) -> Report {
         );
         std::process::exit(0);
     }
-    // One measurement alone, for trying a change: BENCH_ONLY=latency|sqlite|dynamodb.
+    // One measurement alone, for trying a change: BENCH_ONLY=latency|sqlite|dynamodb, or
+    // sqlite-realistic|dynamodb-realistic (one drain of realistic traffic).
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("announce") => {
             // Worker and nats-server CPU per 100k events: the worker's share of the
@@ -355,12 +356,15 @@ async fn run_all(sizes: Sizes) -> Report {
             );
             std::process::exit(0);
         }
-        Ok(store @ ("sqlite" | "dynamodb")) => {
-            let (store, events) = match store {
-                "sqlite" => (runs::Store::Sqlite, sizes.sqlite_drain),
-                _ => (runs::Store::DynamoDb, sizes.dynamodb_drain),
+        Ok(only @ ("sqlite" | "dynamodb" | "sqlite-realistic" | "dynamodb-realistic")) => {
+            use runs::{Backlog, Store};
+            let (store, events, backlog) = match only {
+                "sqlite" => (Store::Sqlite, sizes.sqlite_drain, Backlog::OnePostPerOwner),
+                "sqlite-realistic" => (Store::Sqlite, sizes.sqlite_drain, Backlog::Realistic),
+                "dynamodb" => (Store::DynamoDb, sizes.dynamodb_drain, Backlog::OnePostPerOwner),
+                _ => (Store::DynamoDb, sizes.dynamodb_drain, Backlog::Realistic),
             };
-            let drain = runs::drain(store, events, 64).await;
+            let drain = runs::drain_of(store, events, backlog, 64, runs::Delivery::Off).await;
             eprintln!(
                 "{:.0} events/s, {:.2} CPU s per 100k, peak RSS {:.1} MiB",
                 drain.events_per_second(),

@@ -588,12 +588,20 @@ async fn watch_readiness(
     }
 }
 
-/// Reads the consumer's backlog for autoscalers (`notification_worker_consumer_pending`).
+/// Keeps the consumer's backlog current for autoscalers (`notification_worker_consumer_pending`).
+/// While events arrive, each delivery's metadata carries the backlog (the dispatcher sets it);
+/// the consumer's info is read only when none came for a while (idle, or intake paused).
+/// Reading it costs the server: nats-server 2.9 computes a filtered consumer's pending count
+/// by walking the stream's messages when the stream holds several subjects, and does so under
+/// the locks deliveries need; read every 5 s during a drain of realistic traffic, it stalled
+/// the deliveries for seconds (BENCHMARKS.md, "Main rows: realistic traffic").
 async fn watch_backlog(mut consumer: PullConsumer, observers: Observers, stop: CancellationToken) {
     loop {
-        match consumer.info().await {
-            Ok(info) => observers.metrics.set_consumer_pending(info.num_pending),
-            Err(error) => tracing::debug!(%error, "cannot read the consumer's backlog"),
+        if !observers.metrics.take_pending_seen() {
+            match consumer.info().await {
+                Ok(info) => observers.metrics.set_consumer_pending(info.num_pending),
+                Err(error) => tracing::debug!(%error, "cannot read the consumer's backlog"),
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(PENDING_EVERY) => {}

@@ -19,6 +19,9 @@ pub struct Delivery {
     pub version: Version,
     /// When the stream stored it (JetStream only): the delivery stage measures from it.
     pub published: Option<time::OffsetDateTime>,
+    /// Messages still waiting for the consumer when the server sent this one (JetStream
+    /// only): the backlog, counted by the server as it delivers, at no extra cost.
+    pub pending: Option<u64>,
     /// `None` in core mode: there is nothing to acknowledge.
     acker: Option<Acker>,
 }
@@ -38,13 +41,14 @@ impl Delivery {
         message: async_nats::jetstream::Message,
         stream_created_micros: u64,
     ) -> Delivery {
-        let (stream_sequence, delivered, published) = match message.info() {
+        let (stream_sequence, delivered, published, pending) = match message.info() {
             Ok(info) => (
                 Some(info.stream_sequence),
                 u64::try_from(info.delivered).unwrap_or(1),
                 Some(info.published),
+                Some(info.pending),
             ),
-            Err(_) => (None, 1, None),
+            Err(_) => (None, 1, None, None),
         };
         let own =
             Version::new(stream_created_micros, stream_sequence.unwrap_or(0)).unwrap_or(Version::LEGACY);
@@ -63,6 +67,7 @@ impl Delivery {
             delivered,
             version,
             published,
+            pending,
             acker,
         }
     }
@@ -75,6 +80,7 @@ impl Delivery {
             delivered: 1,
             version: Version::received_now(),
             published: None,
+            pending: None,
             acker: None,
         }
     }
@@ -88,6 +94,7 @@ impl Delivery {
             delivered: 1,
             version,
             published: None,
+            pending: None,
             acker: None,
         }
     }

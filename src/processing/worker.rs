@@ -175,6 +175,9 @@ async fn dispatch<S: NotificationStore>(
     let received = Instant::now();
     let held = shared.held.hold(&delivery);
     shared.metrics.received();
+    if let Some(pending) = delivery.pending {
+        shared.metrics.delivery_saw_pending(pending);
+    }
     tracing::debug!(subject = %delivery.subject, stream_seq = delivery.stream_sequence, delivered = delivery.delivered, "received");
     if let Some(max) = shared.settings.max_deliveries
         && delivery.delivered >= max

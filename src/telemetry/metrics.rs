@@ -197,6 +197,8 @@ pub struct Metrics {
     nats_connected: Gauge,
     ready: Gauge,
     consumer_pending: Gauge,
+    /// Whether a delivery set `consumer_pending` since the backlog watcher last looked.
+    consumer_pending_seen: std::sync::atomic::AtomicBool,
     dead_letters: Family<ReasonLabels, Counter>,
     dead_letter_failures: Counter,
     rejection_breaker_open: Gauge,
@@ -447,6 +449,7 @@ impl Metrics {
             nats_connected,
             ready,
             consumer_pending,
+            consumer_pending_seen: std::sync::atomic::AtomicBool::new(false),
             dead_letters,
             dead_letter_failures,
             rejection_breaker_open,
@@ -678,6 +681,17 @@ impl Metrics {
     pub fn set_consumer_pending(&self, pending: u64) {
         self.consumer_pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    /// The backlog as a delivery's metadata told it (the server counts it as it delivers).
+    pub fn delivery_saw_pending(&self, pending: u64) {
+        self.set_consumer_pending(pending);
+        self.consumer_pending_seen.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a delivery told the backlog since the last call.
+    pub fn take_pending_seen(&self) -> bool {
+        self.consumer_pending_seen.swap(false, Ordering::Relaxed)
     }
 
     /// Reports the SQLite store's WAL figures from now on.
