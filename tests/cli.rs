@@ -15,12 +15,7 @@ fn run_with(env: &[(&'static str, String)], args: &[&str]) -> std::process::Outp
 /// The worker's environment for `dir`, after an operator's `setup` against `nats`.
 fn set_up(nats: &NatsServer, dir: &std::path::Path) -> Vec<(&'static str, String)> {
     let env = base_env(nats, dir);
-    let output = command(dir, &env).arg("setup").output().unwrap();
-    assert!(
-        output.status.success(),
-        "setup failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_setup(dir, &env);
     env
 }
 
@@ -107,12 +102,7 @@ async fn publish_takes_json_a_file_or_stdin_and_prints_the_sequence() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let env = base_env(&nats, dir.path());
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
 
     let inline = command(dir.path(), &env)
         .args([
@@ -603,13 +593,7 @@ async fn setup_creates_the_recipient_directory_beside_the_notifications() {
     let mut env = base_env(&nats, dir.path());
     env.extend(dynalite.worker_env("cli-notifications"));
     env.push(("NOTIF_RECIPIENTS_TABLE", "cli-recipients".into()));
-    let output = command(dir.path(), &env).arg("setup").output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_setup(dir.path(), &env);
     assert!(
         stdout.contains("recipient directory ready: dynamodb table cli-recipients"),
         "{stdout}"
@@ -687,13 +671,7 @@ async fn setup_shortens_a_long_ack_wait_that_run_warns_about() {
     );
     assert!(worker.terminate(WITHIN).success());
 
-    let output = command(dir.path(), &env).arg("setup").output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_setup(dir.path(), &env);
     assert!(
         stdout.contains("consumer notification-worker: AckWait changed from 30s to 5s"),
         "{stdout}"

@@ -153,12 +153,7 @@ async fn killing_the_stream_leader_mid_drain_loses_and_doubles_nothing() {
     let mut env = base_env(&cluster.nodes[0], dir.path());
     env.retain(|(name, _)| *name != "NATS_URL");
     env.push(("NATS_URL", cluster.urls()));
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     let mut worker = Worker::start(dir.path(), &env);
 
     // Mid-drain: once a third of the events have been delivered, kill the stream's leader.

@@ -191,12 +191,7 @@ async fn a_dead_letter_that_cannot_be_published_is_neither_acknowledged_nor_lost
     assert!(failures >= Some(2.0), "failures counted: {failures:?}");
 
     // The dead-letter stream back (as `setup` creates it): the event lands there.
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     eventually("the dead letter", WITHIN, || async {
         dead_letters(&nats).await.len() == 1
     })

@@ -743,12 +743,7 @@ async fn a_missing_outbox_never_stops_storing() {
         ("ENVIRONMENT", "production".into()),
         ("NOTIF_STORE", "sqlite".into()),
     ]);
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     let worker = Worker::start(dir.path(), &with_http(with_nats_channel(env)));
     let http = worker.http_addr();
     let js = nats.jetstream().await;

@@ -631,12 +631,7 @@ async fn without_its_state_the_owner_limit_holds_instant_emails_instead_of_sendi
         "nothing folded"
     );
 
-    let output = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_setup(dir.path(), &env);
     let mails = smtp.wait_for_messages(2, WITHIN);
     assert_eq!(subject(&mails[1]), "Replier 2 replied to your post");
     wait_until("the second instant email counted", WITHIN, || {

@@ -62,12 +62,7 @@ async fn a_replica_killed_holding_events_has_them_stored_by_the_other_within_sec
     let mut env = base_env(&nats, dir.path());
     // "received" lines (debug) say how often each message was delivered.
     env.push(("LOG_LEVEL", "info,notification_worker::processing=debug".into()));
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     let survivor = Worker::start(dir.path(), &env);
     let mut victim = Worker::start(dir.path(), &env);
     let lock = sqlite(dir.path());
@@ -209,12 +204,7 @@ async fn a_table_deleted_under_the_worker_pauses_it_until_setup_recreates_it() {
     );
     assert_eq!(worker.count("created"), 200);
 
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     wait_until("the held events to land", WITHIN, || {
         worker.count("created") == 700
     });

@@ -19,12 +19,7 @@ async fn every_hostile_payload_is_dead_lettered_with_its_reason_and_nothing_is_s
     // Production rules: https:// pictures only.
     env.push(("ENVIRONMENT", "production".into()));
     env.push(("NOTIF_STORE", "sqlite".into()));
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     let mut worker = Worker::start(dir.path(), &env);
     let js = nats.jetstream().await;
 

@@ -117,12 +117,7 @@ async fn an_event_is_retried_and_not_acknowledged_while_the_store_fails() {
         "delivered, not acknowledged"
     );
 
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     let store = dynamo.store("retried-notifications").await;
     let owner = Id::parse("owner", "user-1").unwrap();
     eventually("the retried event to be stored", WITHIN, || async {

@@ -197,15 +197,6 @@ fn production_env(nats: &NatsServer, dir: &std::path::Path) -> Vec<(&'static str
     env
 }
 
-fn setup(dir: &std::path::Path, env: &[(&'static str, String)]) {
-    let output = command(dir, env).arg("setup").output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// The limit's state gone under a running worker (its bucket deleted): the worker holds
 /// the creates and pauses, storing nothing unchecked; once `setup` makes the bucket again,
 /// they are stored.
@@ -224,7 +215,7 @@ async fn without_its_state_the_limit_pauses_the_worker_instead_of_letting_events
         "{stderr}"
     );
 
-    setup(dir.path(), &env);
+    run_setup(dir.path(), &env);
     let worker = Worker::start(dir.path(), &env);
     let js = nats.jetstream().await;
     publish(&js, "notifications.post.like", like("owner-1", "fan-1", "post-0")).await;
@@ -252,7 +243,7 @@ async fn without_its_state_the_limit_pauses_the_worker_instead_of_letting_events
     assert_eq!(count_rows(dir.path()), 1, "nothing stored unchecked");
     assert_eq!(worker.count("throttled"), 0, "nothing dropped");
 
-    setup(dir.path(), &env);
+    run_setup(dir.path(), &env);
     wait_until("the held likes stored", WITHIN, || count_rows(dir.path()) == 6);
 }
 

@@ -105,15 +105,6 @@ async fn wait_for_drain(
     }
 }
 
-fn setup(dir: &std::path::Path, env: &[(&'static str, String)]) {
-    let setup = command(dir, env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_under_its_bound_during_a_million_event_drain() {
     const EVENTS: usize = 1_000_000;
@@ -127,7 +118,7 @@ async fn the_wal_stays_under_its_bound_during_a_million_event_drain() {
     // about the WAL: outcomes only at warn, so that a million events drain in CI's time.
     env.retain(|(name, _)| *name != "LOG_LEVEL");
     env.push(("LOG_LEVEL", "info,notification_worker::processing=warn".into()));
-    setup(dir.path(), &env);
+    run_setup(dir.path(), &env);
 
     let sampler = WalSampler::start(dir.path());
     let started = Instant::now();
@@ -172,7 +163,7 @@ async fn shutdown_checkpoints_the_wal_and_closes_the_database() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let env = base_env(&nats, dir.path());
-    setup(dir.path(), &env);
+    run_setup(dir.path(), &env);
     let mut worker = Worker::start(dir.path(), &env);
     publish_spread(&nats.jetstream().await, 0..5_000, 1_000).await;
     wait_for_drain(&nats, Duration::from_secs(60), || Ok(())).await;
@@ -220,7 +211,7 @@ async fn a_reader_holding_a_snapshot_is_reported_once_and_writes_go_on() {
     env.retain(|(name, _)| *name != "HTTP_ADDR");
     env.push(("HTTP_ADDR", "127.0.0.1:0".into()));
     env.push(("NOTIF_SQLITE_WAL_MAX", "32MiB".into()));
-    setup(dir.path(), &env);
+    run_setup(dir.path(), &env);
     let worker = Worker::start(dir.path(), &env);
     let http = worker.http_addr();
     let js = nats.jetstream().await;

@@ -34,12 +34,7 @@ async fn after_sigkill() -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&nats, dir.path());
     env.push(("WORKER_CONCURRENCY", "64".into()));
-    let setup = command(dir.path(), &env).arg("setup").output().unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    run_setup(dir.path(), &env);
     let mut victim = Worker::start(dir.path(), &env);
     let lock = sqlite(dir.path());
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();

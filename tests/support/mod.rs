@@ -662,6 +662,18 @@ pub fn count_rows(dir: &Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// Runs `notification-worker setup` in `dir` with `env`; asserts it succeeded and returns
+/// what it printed.
+pub fn run_setup(dir: &Path, env: &[(&'static str, String)]) -> String {
+    let output = command(dir, env).arg("setup").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// A valid like event body for (owner, trigger, resource).
 pub fn like(owner: &str, trigger: &str, resource: &str) -> String {
     format!(
