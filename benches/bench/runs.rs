@@ -100,19 +100,12 @@ pub enum Backlog {
 }
 
 impl Backlog {
-    /// The post of the narrow backlogs' like `i`.
-    fn post(self, i: usize) -> String {
-        match self {
-            Backlog::OnePostPerOwner | Backlog::Realistic => "post-1".to_owned(),
-            // Like `i` is owner `i % 97`'s: each run of 970 likes gives every owner ten.
-            Backlog::TenPerPost => format!("post-{}", i / 970),
-        }
-    }
-
     async fn publish(self, js: &async_nats::jetstream::Context, events: usize) {
         match self {
+            Backlog::OnePostPerOwner => publish_backlog_of(js, events, |_| "post-1".to_owned()).await,
+            // Like `i` is owner `i % 97`'s: each run of 970 likes gives every owner ten.
+            Backlog::TenPerPost => publish_backlog_of(js, events, |i| format!("post-{}", i / 970)).await,
             Backlog::Realistic => traffic::publish(js, &traffic::realistic(events)).await,
-            narrow => publish_backlog_of(js, events, |i| narrow.post(i)).await,
         }
     }
 }
@@ -550,39 +543,36 @@ pub async fn start_to_ready() -> Duration {
     runs[runs.len() / 2]
 }
 
+/// The response to `GET path` from the worker's HTTP listener on `port` (HTTP/1.0, so the
+/// server closes); `None` while it is not answering.
+fn http_get_local(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    Some(response)
+}
+
 /// Events the worker on `port` has settled (acknowledged, whatever the outcome), from its
 /// `notification_worker_events_total`; 0 while it is not answering yet.
 fn settled(port: u16) -> u64 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_err() {
-        return 0;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .lines()
-        .filter(|line| line.starts_with("notification_worker_events_total{"))
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    http_get_local(port, "/metrics").map_or(0, |response| {
+        response
+            .lines()
+            .filter(|line| line.starts_with("notification_worker_events_total{"))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter_map(|(_, value)| value.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    })
 }
 
 fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    http_get_local(port, "/readyz")
+        .is_some_and(|response| response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"))
 }
 
 /// Commit-to-WebSocket, measured from outside: likes published at a steady `rate` for
