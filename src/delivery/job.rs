@@ -254,22 +254,13 @@ pub const SUBJECT_PREFIX: &str = "deliveries.";
 
 impl Job {
     pub fn created(notification: &Notification, version: Version) -> Job {
-        Job::Created(Notice {
-            item: FeedItem::from(notification),
-            version: version.to_number().to_string(),
-            published: None,
-            created_job: None,
-        })
+        Job::created_item(FeedItem::from(notification), version)
     }
 
-    /// An aggregate's job: `created` for the one its first actor started, `updated` for a
-    /// rewrite; `version` is the aggregate's revision (see `store::aggregates`).
-    pub fn aggregate(created: bool, item: FeedItem, version: Version) -> Job {
-        if created {
-            Job::Created(Notice::new(item, version))
-        } else {
-            Job::updated(item, version, None)
-        }
+    /// The `created` job of `item` as stored: an aggregate started by its first actor
+    /// (`version` is then the aggregate's revision, see `store::aggregates`).
+    pub fn created_item(item: FeedItem, version: Version) -> Job {
+        Job::Created(Notice::new(item, version))
     }
 
     /// An update, sent once the `created` job at outbox sequence `created_job` is settled.
@@ -537,8 +528,10 @@ mod tests {
             username: Some("Ann".into()),
             userpic: None,
         }]);
-        for created in [true, false] {
-            let job = Job::aggregate(created, item.clone(), version);
+        for job in [
+            Job::created_item(item.clone(), version),
+            Job::updated(item.clone(), version, None),
+        ] {
             assert_eq!(text(&job.to_bytes()), flattened(&job));
             assert_eq!(job.client_data()["actor_count"], 5);
             assert_eq!(job.client_data()["actors"][0]["username"], "Ann");

@@ -110,7 +110,7 @@ impl Announcer {
                 let Some(shown) = &report.aggregate else {
                     return Ok(());
                 };
-                let job = Job::aggregate(true, shown.item.clone(), shown.version);
+                let job = Job::created_item(shown.item.clone(), shown.version);
                 (job.kind(), job.message_id(), job.to_bytes())
             }
             (Applied::Aggregated, Change::Join(_) | Change::Leave { .. }, _) => {
@@ -163,7 +163,7 @@ impl Announcer {
         if !recent {
             return Ok(None);
         }
-        let created = Job::aggregate(true, shown.item.clone(), shown.version);
+        let created = Job::created_item(shown.item.clone(), shown.version);
         let ack = self
             .publish(
                 JobKind::Created.subject(),
