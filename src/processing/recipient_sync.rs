@@ -164,6 +164,8 @@ async fn settle<S: RecipientStore>(sync: &Sync<S>, delivery: &Delivery) -> Recip
         Ok(event) => event,
         Err(rejection) => return dead_letter(sync, delivery, rejection, RecipientOutcome::Invalid).await,
     };
+    // Unlike the notifications' lanes (whose keep-alives come from a registry), this loop
+    // keeps its delivery alive itself after each pause: the pause must stay under AckWait.
     let longest_pause = sync.settings.ack_wait / 3;
     let mut attempt = 0u32;
     loop {

@@ -317,7 +317,7 @@ fn write_loop(mut connection: Connection, requests: mpsc::Receiver<Request>, mut
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = std::time::Instant::now();
             if let Err(error) = purge_expired(&connection, Timestamp::now().unix()) {
-                tracing::debug!(%error, "cannot delete expired tombstones; trying again later");
+                tracing::debug!(%error, "cannot delete expired tombstones and aggregate members; trying again later");
             }
         }
         let mut batch = vec![first];

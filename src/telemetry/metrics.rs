@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -198,7 +198,7 @@ pub struct Metrics {
     ready: Gauge,
     consumer_pending: Gauge,
     /// Whether a delivery set `consumer_pending` since the backlog watcher last looked.
-    consumer_pending_seen: std::sync::atomic::AtomicBool,
+    consumer_pending_seen: AtomicBool,
     dead_letters: Family<ReasonLabels, Counter>,
     dead_letter_failures: Counter,
     rejection_breaker_open: Gauge,
@@ -449,7 +449,7 @@ impl Metrics {
             nats_connected,
             ready,
             consumer_pending,
-            consumer_pending_seen: std::sync::atomic::AtomicBool::new(false),
+            consumer_pending_seen: AtomicBool::new(false),
             dead_letters,
             dead_letter_failures,
             rejection_breaker_open,
