@@ -575,6 +575,19 @@ async fn a_pusher_outage_mid_load_delays_deliveries_and_loses_none() {
     })
     .await;
     gate.close();
+    // A call sockudo answered just before the gate closed may still be on its way to the
+    // subscriber: let those fan-outs finish before the kill (an event sockudo accepted and
+    // then died holding is lost by the server, as with Pusher, not by the worker).
+    let mut last = audience.count();
+    let settled_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = audience.count();
+        if now == last || Instant::now() > settled_by {
+            break;
+        }
+        last = now;
+    }
     server.kill();
     let stopped = Instant::now();
     publish_likes(&js, LIKES / 2..LIKES).await;
